@@ -1,0 +1,42 @@
+//! The enrichment interface the core needs. Implemented by `rampart-enrich`
+//! (MMDB + CIDR table) and by simple in-memory tables in tests.
+
+/// Origin of a source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin {
+    /// ISO 3166-1 alpha-2, upper case; `*b"ZZ"` when unknown.
+    pub country: [u8; 2],
+    /// Autonomous system number; 0 when unknown.
+    pub asn: u32,
+}
+
+impl Origin {
+    pub const UNKNOWN: Origin = Origin { country: *b"ZZ", asn: 0 };
+
+    /// The country as a `&str` ("ZZ" if the bytes are not ASCII letters).
+    pub fn country_str(&self) -> &str {
+        match std::str::from_utf8(&self.country) {
+            Ok(s) if self.country.iter().all(u8::is_ascii_uppercase) => s,
+            _ => "ZZ",
+        }
+    }
+}
+
+/// Interned sector id; `SectorId::UNKNOWN` (0) is "unknown".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct SectorId(pub u16);
+
+impl SectorId {
+    pub const UNKNOWN: SectorId = SectorId(0);
+}
+
+/// Looks up origin and sector. `&mut self` so implementations can keep caches.
+/// Lookups never fail: what cannot be resolved is unknown.
+pub trait Enricher {
+    /// `src` is 4 or 16 bytes (validated before this is called).
+    fn origin(&mut self, src: &[u8]) -> Origin;
+    /// `dst` is 4 or 16 bytes.
+    fn sector(&mut self, dst: &[u8]) -> SectorId;
+    /// "taxonomy:code", e.g. "cisa:energy"; "unknown" for `SectorId::UNKNOWN`.
+    fn sector_name(&self, id: SectorId) -> &str;
+}

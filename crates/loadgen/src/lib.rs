@@ -1,0 +1,1 @@
+//! rampart-loadgen: Synthetic attack traffic with its ground truth

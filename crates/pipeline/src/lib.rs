@@ -1,0 +1,1 @@
+//! rampart-pipeline: The ingest and merge stages: tasks, bounded channels, backpressure, shutdown, metrics

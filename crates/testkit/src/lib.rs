@@ -1,0 +1,1 @@
+//! rampart-testkit: Starts a real Apache Kafka (KRaft, from Maven Central) for tests; random topic names
