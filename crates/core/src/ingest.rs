@@ -1,1 +1,905 @@
-//! TODO(helper core-agg)
+//! The per-partition ingest processor: decode → validate → enrich → dedup →
+//! pre-aggregate per event-time window, and emission of partials plus
+//! window-close markers.
+//!
+//! # Hot path
+//! Per event, one lookup in a per-window *cell* map keyed by a compact key
+//! (source /24 or /48 prefix, interned origin, sector). A cell keeps counters,
+//! first/last seen, the exact set of sources (a 256-bit bitmap of the last
+//! octet for IPv4, hashes for IPv6) and small count maps. Cells are rolled up
+//! into the five dimensions only when the window closes. Origin and sector
+//! lookups of IPv4 addresses go through small direct-mapped caches; the
+//! `Enricher` must therefore be a pure function of the address.
+//!
+//! # Resume (exactly-once by source replay)
+//! [`PartitionIngest::resume_point`] says where a restarted stage must re-read
+//! from and what replay cannot reproduce (head before that offset, the last
+//! emitted window, the recorded idle advances). The replay offset `R` is the
+//! minimum of: the first offset of every window still held (not yet emitted),
+//! and the first offset of every dedup bucket (incarnation) that can still
+//! influence an un-emitted window.
+//!
+//! Why that is enough: every event whose outcome reaches un-emitted output lies
+//! in a window `>= emitted_before`, at or after that window's first offset. Its
+//! dedup decision depends on the contents of the dedup buckets. When each
+//! fingerprint determines its dedup bucket ("time-bound" fingerprints: the
+//! default `Auto` spec, whose time bucket divides the dedup bucket, with
+//! redeliveries of an `event_id` carrying the same `time_ms`), each bucket
+//! evolves independently of the others, so only buckets ending after
+//! `emitted_before` matter, and replaying from their first insertion rebuilds
+//! them exactly (watermarks, hence expiry, are reproduced through `head_before`
+//! and the idle advances). Buckets ending before `emitted_before` only hold
+//! events of emitted windows and are ignored, so `R` trails the oldest open
+//! window instead of the whole dedup horizon. For specs that are not
+//! time-bound, buckets are additionally kept until they expire; that covers a
+//! fingerprint recurring in a later bucket while its first bucket is live, but
+//! not a chain of such recurrences across expiries (documented gap). Buckets
+//! evicted early for the byte budget are not reproduced either (dedup is lossy
+//! there anyway, and counted).
+//!
+//! On resume, windows below `emitted_before` are never emitted again: events
+//! replayed into them only feed dedup, late events counted into them are
+//! skipped.
+
+use std::fmt::Write as _;
+use std::net::Ipv6Addr;
+
+use rustc_hash::FxHashMap;
+
+use crate::aggregate::Aggregate;
+use crate::dedup::{Dedup, DedupConfig, DedupStats};
+use crate::enrich::{Enricher, Origin, SectorId};
+use crate::event::{DecodeError, EventView, decode_batch};
+use crate::fingerprint::{Field, FingerprintSpec, Fingerprinter};
+use crate::proto::v1::Dimension;
+use crate::proto::v1::internal as pb;
+use crate::sketch::{SourceSketch, source_hash};
+use crate::validate::{Limits, Rejection, validate_batch};
+use crate::window::{WindowConfig, window_start};
+
+/// Everything the ingest stage's semantics depend on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IngestConfig {
+    pub window: WindowConfig,
+    pub dedup: DedupConfig,
+    pub fingerprint: FingerprintSpec,
+    pub limits: Limits,
+}
+
+/// Counts of one processed message, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Events in the message.
+    pub events: u64,
+    /// Non-late events seen for the first time within the dedup horizon.
+    pub unique: u64,
+    /// Non-late events whose fingerprint was remembered.
+    pub duplicates: u64,
+    /// Late events (counted in the current window's `late_events`).
+    pub late: u64,
+    /// During a resume replay: events (late or not) that belonged to an
+    /// already emitted window and were therefore not aggregated again.
+    pub replayed_into_emitted: u64,
+}
+
+/// Where and how to resume a partition after a restart; carried in the
+/// committed offset's metadata (see [`ResumePoint::to_metadata`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Re-read the input partition from this offset.
+    pub replay_from_offset: i64,
+    /// The partition's head just before `replay_from_offset`.
+    pub head_before: Option<i64>,
+    /// Every window starting before this was already emitted.
+    pub emitted_before: Option<i64>,
+    /// Recorded idle advances `(at_offset, head_ms)` with `at_offset >= replay_from_offset`:
+    /// applied before processing the message at `at_offset`.
+    pub idle_advances: Vec<(i64, i64)>,
+}
+
+/// Why resume metadata could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("unsupported resume metadata version")]
+    Version,
+    #[error("malformed resume metadata field `{0}`")]
+    Malformed(&'static str),
+}
+
+fn fmt_opt(o: Option<i64>) -> String {
+    o.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn parse_i64(s: &str, field: &'static str) -> Result<i64, ResumeError> {
+    s.parse().map_err(|_| ResumeError::Malformed(field))
+}
+
+fn parse_opt(s: &str, field: &'static str) -> Result<Option<i64>, ResumeError> {
+    if s == "-" {
+        Ok(None)
+    } else {
+        parse_i64(s, field).map(Some)
+    }
+}
+
+/// Splits "v1;k=v;k=v" into its fields after checking the version.
+pub(crate) fn metadata_fields(s: &str) -> Result<FxHashMap<&str, &str>, ResumeError> {
+    let mut parts = s.split(';');
+    if parts.next() != Some("v1") {
+        return Err(ResumeError::Version);
+    }
+    let mut m = FxHashMap::default();
+    for p in parts {
+        let (k, v) = p.split_once('=').ok_or(ResumeError::Malformed("field"))?;
+        m.insert(k, v);
+    }
+    Ok(m)
+}
+
+impl ResumePoint {
+    /// Compact, versioned text: `v1;r=<offset>;h=<head|->;e=<emitted|->;i=<off>:<head>,...`.
+    pub fn to_metadata(&self) -> String {
+        let mut s = format!(
+            "v1;r={};h={};e={};i=",
+            self.replay_from_offset,
+            fmt_opt(self.head_before),
+            fmt_opt(self.emitted_before)
+        );
+        for (i, (o, h)) in self.idle_advances.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(s, "{o}:{h}");
+        }
+        s
+    }
+
+    /// Parses [`ResumePoint::to_metadata`] output.
+    pub fn from_metadata(s: &str) -> Result<Self, ResumeError> {
+        let m = metadata_fields(s)?;
+        let get = |k: &'static str| m.get(k).copied().ok_or(ResumeError::Malformed(k));
+        let mut idle_advances = Vec::new();
+        let i = get("i")?;
+        if !i.is_empty() {
+            for pair in i.split(',') {
+                let (o, h) = pair.split_once(':').ok_or(ResumeError::Malformed("i"))?;
+                idle_advances.push((parse_i64(o, "i")?, parse_i64(h, "i")?));
+            }
+        }
+        Ok(ResumePoint {
+            replay_from_offset: parse_i64(get("r")?, "r")?,
+            head_before: parse_opt(get("h")?, "h")?,
+            emitted_before: parse_opt(get("e")?, "e")?,
+            idle_advances,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// cells
+
+const V6_TAG: u64 = 1 << 63;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct CellKey {
+    /// IPv4: the /24 as `a<<16 | b<<8 | c`; IPv6: the first 6 bytes | `V6_TAG`.
+    prefix: u64,
+    origin: u32,
+    sector: u16,
+}
+
+/// Small exact count map: linear while small, hashed beyond.
+#[derive(Debug, Default)]
+struct Counts {
+    small: Vec<(u32, u64)>,
+    big: Option<FxHashMap<u32, u64>>,
+}
+
+const SMALL_COUNTS: usize = 12;
+
+impl Counts {
+    #[inline]
+    fn add(&mut self, v: u32) {
+        if let Some(m) = &mut self.big {
+            *m.entry(v).or_insert(0) += 1;
+            return;
+        }
+        for e in &mut self.small {
+            if e.0 == v {
+                e.1 += 1;
+                return;
+            }
+        }
+        if self.small.len() < SMALL_COUNTS {
+            self.small.push((v, 1));
+        } else {
+            let mut m: FxHashMap<u32, u64> = self.small.drain(..).collect();
+            m.insert(v, 1);
+            self.big = Some(m);
+        }
+    }
+
+    fn into_map(self, out: &mut std::collections::BTreeMap<u32, u64>) {
+        match self.big {
+            Some(m) => out.extend(m),
+            None => out.extend(self.small),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Cell {
+    raw: u64,
+    unique: u64,
+    dups: u64,
+    packets: u64,
+    bytes: u64,
+    late: u64,
+    first: i64,
+    last: i64,
+    v4_bits: [u64; 4],
+    v6_sources: Vec<u64>,
+    ports: Counts,
+    kinds: Counts,
+    rules: Counts,
+}
+
+#[derive(Debug)]
+struct OpenWindow {
+    start: i64,
+    /// First input offset that put anything into this window.
+    first_offset: i64,
+    /// Head just before that offset.
+    head_before: Option<i64>,
+    cells: FxHashMap<CellKey, Cell>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct BucketRec {
+    first_offset: i64,
+    head_before: Option<i64>,
+}
+
+const CACHE_BITS: u32 = 14;
+const EMPTY: u32 = u32::MAX;
+
+/// Direct-mapped cache IPv4 address → id.
+#[derive(Debug)]
+struct V4Cache {
+    slots: Vec<(u32, u32)>,
+}
+
+impl V4Cache {
+    fn new() -> Self {
+        V4Cache {
+            slots: vec![(0, EMPTY); 1 << CACHE_BITS],
+        }
+    }
+    #[inline]
+    fn slot(ip: u32) -> usize {
+        (ip.wrapping_mul(0x9E37_79B1) >> (32 - CACHE_BITS)) as usize
+    }
+    #[inline]
+    fn get(&self, ip: u32) -> Option<u32> {
+        match self.slots.get(Self::slot(ip)) {
+            Some(&(k, v)) if k == ip && v != EMPTY => Some(v),
+            _ => None,
+        }
+    }
+    #[inline]
+    fn put(&mut self, ip: u32, v: u32) {
+        if let Some(s) = self.slots.get_mut(Self::slot(ip)) {
+            *s = (ip, v);
+        }
+    }
+}
+
+fn v4(b: &[u8]) -> Option<u32> {
+    <[u8; 4]>::try_from(b).ok().map(u32::from_be_bytes)
+}
+
+/// Whether every fingerprint under `spec` determines its dedup bucket.
+fn time_bound(spec: &FingerprintSpec, dedup_bucket_ms: i64) -> bool {
+    let divides = |tb: i64| tb > 0 && dedup_bucket_ms > 0 && dedup_bucket_ms % tb == 0;
+    match spec {
+        FingerprintSpec::Auto { time_bucket_ms } => divides(*time_bucket_ms),
+        FingerprintSpec::Fields {
+            fields,
+            time_bucket_ms,
+        } => {
+            fields.contains(&Field::Time)
+                || (fields.contains(&Field::TimeBucket) && divides(*time_bucket_ms))
+        }
+    }
+}
+
+/// The key string of an origin prefix cell.
+fn prefix_key(prefix: u64) -> String {
+    if prefix & V6_TAG != 0 {
+        let mut b = [0u8; 16];
+        let p = (prefix & !V6_TAG).to_be_bytes();
+        b[..6].copy_from_slice(&p[2..8]);
+        format!("{}/48", Ipv6Addr::from(b))
+    } else {
+        let [_, a, b, c] = (prefix as u32).to_be_bytes();
+        format!("{a}.{b}.{c}.0/24")
+    }
+}
+
+/// The ingest processor of one input partition. Single owner, no locking.
+#[derive(Debug)]
+pub struct PartitionIngest {
+    cfg: IngestConfig,
+    partition: u32,
+    partitions: u32,
+    fingerprinter: Fingerprinter,
+    dedup: Dedup,
+    time_bound: bool,
+    head: Option<i64>,
+    /// Watermark of the last `dedup.expire` call.
+    expired_at: Option<i64>,
+    /// Windows starting before this are emitted (i64::MIN: none).
+    emitted_before: i64,
+    last_marker: Option<i64>,
+    /// Open windows, sorted by start; few.
+    windows: Vec<OpenWindow>,
+    last_window: usize,
+    buckets: FxHashMap<i64, BucketRec>,
+    last_bucket: Option<i64>,
+    idle_log: Vec<(i64, i64)>,
+    idle_applied: usize,
+    next_offset: i64,
+    origins: Vec<Origin>,
+    origin_ids: FxHashMap<Origin, u32>,
+    src_cache: V4Cache,
+    dst_cache: V4Cache,
+    views: Vec<EventView<'static>>,
+}
+
+impl PartitionIngest {
+    /// A fresh processor for input partition `partition` of `partitions`.
+    pub fn new(cfg: IngestConfig, partition: u32, partitions: u32) -> Self {
+        PartitionIngest {
+            fingerprinter: Fingerprinter::new(cfg.fingerprint.clone()),
+            dedup: Dedup::new(cfg.dedup.clone()),
+            time_bound: time_bound(&cfg.fingerprint, cfg.dedup.bucket_ms),
+            cfg,
+            partition,
+            partitions,
+            head: None,
+            expired_at: None,
+            emitted_before: i64::MIN,
+            last_marker: None,
+            windows: Vec::new(),
+            last_window: 0,
+            buckets: FxHashMap::default(),
+            last_bucket: None,
+            idle_log: Vec::new(),
+            idle_applied: 0,
+            next_offset: 0,
+            origins: Vec::new(),
+            origin_ids: FxHashMap::default(),
+            src_cache: V4Cache::new(),
+            dst_cache: V4Cache::new(),
+            views: Vec::new(),
+        }
+    }
+
+    /// A processor that resumes from `rp`: the caller re-reads the partition
+    /// from `rp.replay_from_offset` and feeds every message to `process_batch`.
+    pub fn resume(cfg: IngestConfig, partition: u32, partitions: u32, rp: &ResumePoint) -> Self {
+        let mut p = Self::new(cfg, partition, partitions);
+        p.head = rp.head_before;
+        p.emitted_before = rp.emitted_before.unwrap_or(i64::MIN);
+        p.last_marker = rp.emitted_before;
+        p.idle_log = rp.idle_advances.clone();
+        p.next_offset = rp.replay_from_offset;
+        p
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.cfg
+    }
+
+    /// Max event time seen / idle advance, if any.
+    pub fn head(&self) -> Option<i64> {
+        self.head
+    }
+
+    /// Current watermark, if any.
+    pub fn watermark(&self) -> Option<i64> {
+        self.cfg.window.watermark(self.head)
+    }
+
+    /// Dedup table figures, for metrics.
+    pub fn dedup_stats(&self) -> DedupStats {
+        self.dedup.stats()
+    }
+
+    /// Number of windows held open (not yet emitted).
+    pub fn open_windows(&self) -> usize {
+        self.windows.len()
+    }
+
+    /// Advances the head by processing time while the partition is idle.
+    /// `at_offset` is the next offset to be consumed; the advance is recorded
+    /// so that a replay applies it at the same point.
+    pub fn advance_idle(&mut self, head_ms: i64, at_offset: i64) {
+        self.apply_recorded_idle(at_offset);
+        if self.head.is_some_and(|h| h >= head_ms) {
+            return;
+        }
+        self.head = Some(head_ms);
+        let all_applied = self.idle_applied == self.idle_log.len();
+        match self.idle_log.last_mut() {
+            Some(last) if last.0 == at_offset && all_applied => {
+                last.1 = last.1.max(head_ms);
+            }
+            _ => {
+                self.idle_log.push((at_offset, head_ms));
+                self.idle_applied = self.idle_log.len();
+            }
+        }
+        self.next_offset = self.next_offset.max(at_offset);
+    }
+
+    /// Applies recorded idle advances (from a resume point) due at or before
+    /// `offset`. `process_batch` calls it; call it when a replay ends at
+    /// `offset` without reaching a message there.
+    pub fn apply_recorded_idle(&mut self, offset: i64) {
+        while let Some(&(at, h)) = self.idle_log.get(self.idle_applied) {
+            if at > offset {
+                break;
+            }
+            self.head = Some(self.head.map_or(h, |x| x.max(h)));
+            self.idle_applied += 1;
+        }
+    }
+
+    #[inline]
+    fn intern(&mut self, o: Origin) -> u32 {
+        if let Some(&id) = self.origin_ids.get(&o) {
+            return id;
+        }
+        let id = self.origins.len() as u32;
+        self.origins.push(o);
+        self.origin_ids.insert(o, id);
+        id
+    }
+
+    #[inline]
+    fn cell_key<E: Enricher + ?Sized>(&mut self, ev: &EventView<'_>, enricher: &mut E) -> CellKey {
+        let (prefix, origin) = match v4(ev.src_ip) {
+            Some(ip) => {
+                let origin = match self.src_cache.get(ip) {
+                    Some(id) => id,
+                    None => {
+                        let o = normalize(enricher.origin(ev.src_ip));
+                        let id = self.intern(o);
+                        self.src_cache.put(ip, id);
+                        id
+                    }
+                };
+                (u64::from(ip >> 8), origin)
+            }
+            None => {
+                let mut p = [0u8; 8];
+                if let Some(s) = ev.src_ip.get(..6) {
+                    p[2..8].copy_from_slice(s);
+                }
+                let o = normalize(enricher.origin(ev.src_ip));
+                (u64::from_be_bytes(p) | V6_TAG, self.intern(o))
+            }
+        };
+        let sector = match v4(ev.dst_ip) {
+            Some(ip) => match self.dst_cache.get(ip) {
+                Some(s) => s as u16,
+                None => {
+                    let s = enricher.sector(ev.dst_ip).0;
+                    self.dst_cache.put(ip, u32::from(s));
+                    s
+                }
+            },
+            None => enricher.sector(ev.dst_ip).0,
+        };
+        CellKey {
+            prefix,
+            origin,
+            sector,
+        }
+    }
+
+    #[inline]
+    fn cell_mut(
+        &mut self,
+        start: i64,
+        key: CellKey,
+        offset: i64,
+        head_before: Option<i64>,
+    ) -> &mut Cell {
+        let idx = match self.windows.get(self.last_window) {
+            Some(w) if w.start == start => self.last_window,
+            _ => {
+                let idx = match self.windows.binary_search_by_key(&start, |w| w.start) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        let w = OpenWindow {
+                            start,
+                            first_offset: offset,
+                            head_before,
+                            cells: FxHashMap::default(),
+                        };
+                        self.windows.insert(i, w);
+                        i
+                    }
+                };
+                self.last_window = idx;
+                idx
+            }
+        };
+        // `idx` is in range: it was found or inserted just above.
+        let w = &mut self.windows[idx];
+        w.cells.entry(key).or_default()
+    }
+
+    #[inline]
+    fn note_bucket(&mut self, t: i64, offset: i64, head_before: Option<i64>) {
+        let b = t.div_euclid(self.cfg.dedup.bucket_ms.max(1));
+        if self.last_bucket == Some(b) {
+            return;
+        }
+        self.last_bucket = Some(b);
+        self.buckets.entry(b).or_insert(BucketRec {
+            first_offset: offset,
+            head_before,
+        });
+    }
+
+    /// Processes one input message (an `AttackEventBatch` payload) at `offset`.
+    /// A rejected message leaves all state untouched.
+    pub fn process_batch<E: Enricher + ?Sized>(
+        &mut self,
+        payload: &[u8],
+        msg_time_ms: Option<i64>,
+        offset: i64,
+        enricher: &mut E,
+    ) -> Result<BatchStats, Rejection> {
+        // Reuse the allocation of the view buffer across payload lifetimes.
+        let mut views: Vec<EventView<'_>> = std::mem::take(&mut self.views);
+        let res = self.process_views(payload, msg_time_ms, offset, enricher, &mut views);
+        views.clear();
+        // Empty, so `map` never runs; in-place collect keeps the allocation.
+        self.views = views.into_iter().map(|_| EventView::default()).collect();
+        res
+    }
+
+    fn process_views<'a, E: Enricher + ?Sized>(
+        &mut self,
+        payload: &'a [u8],
+        msg_time_ms: Option<i64>,
+        offset: i64,
+        enricher: &mut E,
+        views: &mut Vec<EventView<'a>>,
+    ) -> Result<BatchStats, Rejection> {
+        self.next_offset = self.next_offset.max(offset.saturating_add(1));
+        match decode_batch(payload, self.cfg.limits.max_batch_events, views) {
+            Ok(()) => {}
+            Err(DecodeError::Malformed(_)) => return Err(Rejection::MalformedProtobuf),
+            Err(DecodeError::TooManyEvents { .. }) => return Err(Rejection::BatchTooLarge),
+        }
+        validate_batch(views, msg_time_ms, &self.cfg.limits)?;
+        self.apply_recorded_idle(offset);
+
+        let size = self.cfg.window.size();
+        let lateness = self.cfg.window.allowed_lateness_ms;
+        let ooo = self.cfg.window.out_of_orderness_ms;
+        let head_start = self.head;
+        let mut st = BatchStats {
+            events: views.len() as u64,
+            ..BatchStats::default()
+        };
+        for ev in views.iter() {
+            let t = ev.time_ms;
+            let ws = window_start(t, size);
+            let key = self.cell_key(ev, enricher);
+            if let Some(h) = self.head {
+                let wm = h.saturating_sub(ooo);
+                if ws.saturating_add(size).saturating_add(lateness) <= wm {
+                    st.late += 1;
+                    let cur = window_start(h, size);
+                    if cur >= self.emitted_before {
+                        self.cell_mut(cur, key, offset, head_start).late += 1;
+                    } else {
+                        st.replayed_into_emitted += 1;
+                    }
+                    continue;
+                }
+                if self.expired_at != Some(wm) {
+                    self.dedup.expire(wm);
+                    self.expired_at = Some(wm);
+                }
+            }
+            let fp = self.fingerprinter.fingerprint(ev);
+            let dup = self.dedup.check_insert(fp, t);
+            self.note_bucket(t, offset, head_start);
+            if dup {
+                st.duplicates += 1;
+            } else {
+                st.unique += 1;
+            }
+            if ws >= self.emitted_before {
+                let src = ev.src_ip;
+                let cell = self.cell_mut(ws, key, offset, head_start);
+                cell.raw += 1;
+                if dup {
+                    cell.dups += 1;
+                } else {
+                    if cell.unique == 0 {
+                        cell.first = t;
+                        cell.last = t;
+                    } else {
+                        cell.first = cell.first.min(t);
+                        cell.last = cell.last.max(t);
+                    }
+                    cell.unique += 1;
+                    cell.packets = cell.packets.saturating_add(ev.packets.max(1));
+                    cell.bytes = cell.bytes.saturating_add(ev.bytes);
+                    if let Some(&last) = src.get(3).filter(|_| src.len() == 4) {
+                        if let Some(w) = cell.v4_bits.get_mut(usize::from(last >> 6)) {
+                            *w |= 1u64 << (last & 63);
+                        }
+                    } else {
+                        cell.v6_sources.push(source_hash(src));
+                        if cell.v6_sources.len() >= 64 && cell.v6_sources.len().is_power_of_two() {
+                            cell.v6_sources.sort_unstable();
+                            cell.v6_sources.dedup();
+                        }
+                    }
+                    cell.ports.add(ev.dst_port);
+                    cell.kinds.add(ev.kind as u32);
+                    cell.rules.add(ev.rule_id);
+                }
+            } else {
+                st.replayed_into_emitted += 1;
+            }
+            self.head = Some(self.head.map_or(t, |h| h.max(t)));
+        }
+        Ok(st)
+    }
+
+    /// Emits the partials of every newly closed window (window order, then
+    /// dimension, then key) into `out`, and the marker when `closed_before`
+    /// increased. `enricher` only names sectors.
+    pub fn take_closed<E: Enricher + ?Sized>(
+        &mut self,
+        enricher: &E,
+        out: &mut Vec<pb::Partial>,
+    ) -> Option<pb::WindowClosed> {
+        let wm = self.watermark()?;
+        let cb = self.cfg.window.closed_before(wm);
+        if self.last_marker.is_some_and(|m| cb <= m) {
+            return None;
+        }
+        let n = self.windows.partition_point(|w| w.start < cb);
+        let closed: Vec<OpenWindow> = self.windows.drain(..n).collect();
+        for w in closed {
+            self.roll_up(w, enricher, out);
+        }
+        self.last_window = 0;
+        self.emitted_before = self.emitted_before.max(cb);
+        self.last_marker = Some(cb);
+        self.prune(wm);
+        Some(pb::WindowClosed {
+            input_partition: self.partition,
+            input_partitions: self.partitions,
+            closed_before_ms: cb,
+            watermark_ms: wm,
+        })
+    }
+
+    /// End of input: emits every open window and a final marker
+    /// (`closed_before_ms = i64::MAX`), as if the watermark went to +inf.
+    /// Nothing processed afterwards is ever emitted.
+    pub fn flush<E: Enricher + ?Sized>(
+        &mut self,
+        enricher: &E,
+        out: &mut Vec<pb::Partial>,
+    ) -> pb::WindowClosed {
+        let closed: Vec<OpenWindow> = self.windows.drain(..).collect();
+        for w in closed {
+            self.roll_up(w, enricher, out);
+        }
+        self.last_window = 0;
+        self.emitted_before = i64::MAX;
+        self.last_marker = Some(i64::MAX);
+        self.buckets.clear();
+        self.last_bucket = None;
+        pb::WindowClosed {
+            input_partition: self.partition,
+            input_partitions: self.partitions,
+            closed_before_ms: i64::MAX,
+            watermark_ms: i64::MAX,
+        }
+    }
+
+    fn prune(&mut self, wm: i64) {
+        let bm = self.cfg.dedup.bucket_ms.max(1);
+        let horizon = self.cfg.dedup.horizon_ms;
+        let e = self.emitted_before;
+        let tb = self.time_bound;
+        self.buckets.retain(|&b, _| {
+            let end = b.saturating_add(1).saturating_mul(bm);
+            let irrelevant = end <= e;
+            let expired = end <= wm.saturating_sub(horizon);
+            !(irrelevant && (tb || expired))
+        });
+        self.last_bucket = None;
+        let r = self.resume_point_inner().0;
+        let drop = self
+            .idle_log
+            .iter()
+            .take(self.idle_applied)
+            .take_while(|(o, _)| *o < r)
+            .count();
+        self.idle_log.drain(..drop);
+        self.idle_applied -= drop;
+    }
+
+    fn resume_point_inner(&self) -> (i64, Option<i64>) {
+        let mut best = (self.next_offset, self.head);
+        for w in &self.windows {
+            if w.first_offset < best.0 {
+                best = (w.first_offset, w.head_before);
+            }
+        }
+        for b in self.buckets.values() {
+            if b.first_offset < best.0 {
+                best = (b.first_offset, b.head_before);
+            }
+        }
+        best
+    }
+
+    /// What to commit as offset metadata with the outputs emitted so far
+    /// (see the module doc for why replaying from it is exact).
+    pub fn resume_point(&self) -> ResumePoint {
+        let (r, head_before) = self.resume_point_inner();
+        ResumePoint {
+            replay_from_offset: r,
+            head_before,
+            emitted_before: self.last_marker,
+            idle_advances: self
+                .idle_log
+                .iter()
+                .copied()
+                .filter(|(o, _)| *o >= r)
+                .collect(),
+        }
+    }
+
+    fn roll_up<E: Enricher + ?Sized>(
+        &self,
+        w: OpenWindow,
+        enricher: &E,
+        out: &mut Vec<pb::Partial>,
+    ) {
+        let mut country: FxHashMap<[u8; 2], Aggregate> = FxHashMap::default();
+        let mut asn: FxHashMap<u32, Aggregate> = FxHashMap::default();
+        let mut prefix: FxHashMap<u64, Aggregate> = FxHashMap::default();
+        let mut sector: FxHashMap<u16, Aggregate> = FxHashMap::default();
+        let mut cs: FxHashMap<([u8; 2], u16), Aggregate> = FxHashMap::default();
+        for (k, c) in w.cells {
+            let origin = self
+                .origins
+                .get(k.origin as usize)
+                .copied()
+                .unwrap_or(Origin::UNKNOWN);
+            let agg = cell_aggregate(k, c);
+            country.entry(origin.country).or_default().merge(&agg);
+            asn.entry(origin.asn).or_default().merge(&agg);
+            sector.entry(k.sector).or_default().merge(&agg);
+            cs.entry((origin.country, k.sector))
+                .or_default()
+                .merge(&agg);
+            prefix.entry(k.prefix).or_default().merge(&agg);
+        }
+        let mut rows: Vec<(Dimension, String, Aggregate)> = Vec::new();
+        let country_str = |c: [u8; 2]| Origin { country: c, asn: 0 }.country_str().to_owned();
+        rows.extend(
+            country
+                .into_iter()
+                .map(|(c, a)| (Dimension::OriginCountry, country_str(c), a)),
+        );
+        rows.extend(
+            asn.into_iter()
+                .map(|(n, a)| (Dimension::OriginAsn, format!("AS{n}"), a)),
+        );
+        rows.extend(
+            prefix
+                .into_iter()
+                .map(|(p, a)| (Dimension::OriginPrefix, prefix_key(p), a)),
+        );
+        rows.extend(sector.into_iter().map(|(s, a)| {
+            (
+                Dimension::TargetSector,
+                enricher.sector_name(SectorId(s)).to_owned(),
+                a,
+            )
+        }));
+        rows.extend(cs.into_iter().map(|((c, s), a)| {
+            (
+                Dimension::CountrySector,
+                format!("{}|{}", country_str(c), enricher.sector_name(SectorId(s))),
+                a,
+            )
+        }));
+        rows.sort_by(|a, b| (a.0 as i32, &a.1).cmp(&(b.0 as i32, &b.1)));
+        // Distinct sector ids may share a name: merge equal (dimension, key) rows.
+        let mut merged: Vec<(Dimension, String, Aggregate)> = Vec::with_capacity(rows.len());
+        for r in rows {
+            match merged.last_mut() {
+                Some(last) if last.0 == r.0 && last.1 == r.1 => last.2.merge(&r.2),
+                _ => merged.push(r),
+            }
+        }
+        out.extend(
+            merged
+                .into_iter()
+                .filter(|r| !r.2.is_empty())
+                .map(|(d, key, a)| pb::Partial {
+                    dimension: d as i32,
+                    key,
+                    window_start_ms: w.start,
+                    aggregate: Some(a.to_proto()),
+                }),
+        );
+    }
+}
+
+/// Country bytes normalised to what `country_str` returns, so the compact key
+/// maps one-to-one onto the key string.
+fn normalize(o: Origin) -> Origin {
+    let country = match o.country_str().as_bytes() {
+        &[a, b] => [a, b],
+        _ => *b"ZZ",
+    };
+    Origin {
+        country,
+        asn: o.asn,
+    }
+}
+
+fn cell_aggregate(k: CellKey, c: Cell) -> Aggregate {
+    let mut a = Aggregate {
+        raw_events: c.raw,
+        unique_events: c.unique,
+        duplicates: c.dups,
+        packets: c.packets,
+        bytes: c.bytes,
+        late_events: c.late,
+        seen: (c.unique > 0).then_some((c.first, c.last)),
+        ..Aggregate::default()
+    };
+    let mut sk = SourceSketch::new();
+    if k.prefix & V6_TAG == 0 {
+        let [_, p0, p1, p2] = (k.prefix as u32).to_be_bytes();
+        for (wi, word) in c.v4_bits.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                let last = (wi as u32 * 64 + b) as u8;
+                sk.insert_hash(source_hash(&[p0, p1, p2, last]));
+            }
+        }
+    } else {
+        for h in c.v6_sources {
+            sk.insert_hash(h);
+        }
+    }
+    a.sources = sk;
+    c.ports.into_map(&mut a.dst_ports);
+    c.kinds.into_map(&mut a.kinds);
+    c.rules.into_map(&mut a.rules);
+    a
+}

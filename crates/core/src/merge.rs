@@ -1,1 +1,281 @@
-//! TODO(helper core-agg)
+//! The merge stage's engine: merges partials from every input partition and
+//! finalises a window once every input partition has closed it.
+//!
+//! One `Merger` consumes one offset sequence (one partials partition). Markers
+//! carry the number of input partitions; a window is final when every input
+//! partition `0..n` has sent a marker with `closed_before_ms > window_start`.
+//! Partials for an already finalised window are counted, never merged into a
+//! published rollup.
+//!
+//! Resume: [`Merger::resume_point`] gives the first offset of every open window
+//! (a replay from there re-reads all their partials), the finalisation frontier
+//! (windows below it are never published again; their replayed partials are
+//! skipped) and the markers seen so far. A replay re-reading markers only ever
+//! raises them to values already held, so it may at worst delay finalisation,
+//! never change a rollup.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::aggregate::{Aggregate, AggregateError};
+use crate::ingest::{ResumeError, metadata_fields};
+use crate::proto::v1::internal as pb;
+use crate::proto::v1::{Dimension, Rollup};
+
+/// Why a `PartialBatch` was refused (the whole batch; state untouched).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("bad aggregate: {0}")]
+    BadAggregate(#[from] AggregateError),
+    #[error("partial without aggregate")]
+    MissingAggregate,
+    #[error("unknown dimension {0}")]
+    UnknownDimension(i32),
+    #[error("marker says {got} input partitions, expected {expected}")]
+    PartitionCount { expected: u32, got: u32 },
+    #[error("marker for input partition {partition} of {partitions}")]
+    PartitionOutOfRange { partition: u32, partitions: u32 },
+}
+
+/// Counters of a merger, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MergeStats {
+    /// Partials merged into open windows.
+    pub partials: u64,
+    /// Markers applied.
+    pub markers: u64,
+    /// Partials that arrived for an already finalised window (not merged).
+    pub partials_after_final: u64,
+    /// Of those, partials re-read by a resume replay (expected, harmless).
+    pub replayed_partials_skipped: u64,
+    /// Rollups produced.
+    pub rollups: u64,
+}
+
+/// Resume state of a merger; see [`MergeResumePoint::to_metadata`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeResumePoint {
+    /// Re-read the partials partition from here.
+    pub replay_from_offset: i64,
+    /// The offset after the last applied batch (replayed partials below it
+    /// for finalised windows are expected).
+    pub checkpoint_offset: i64,
+    /// Windows starting before this were finalised and published.
+    pub finalized_before: Option<i64>,
+    /// Latest `closed_before_ms` per input partition (`None`: no marker yet).
+    pub closed: Vec<Option<i64>>,
+}
+
+impl MergeResumePoint {
+    /// `v1;r=<offset>;k=<checkpoint>;f=<finalized|->;c=<closed,...>`; a closed value is `-`
+    /// (none), `x` (i64::MAX) or the number.
+    pub fn to_metadata(&self) -> String {
+        let f = self
+            .finalized_before
+            .map_or_else(|| "-".to_owned(), |v| v.to_string());
+        let mut s = format!(
+            "v1;r={};k={};f={f};c=",
+            self.replay_from_offset, self.checkpoint_offset
+        );
+        for (i, c) in self.closed.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            match c {
+                None => s.push('-'),
+                Some(i64::MAX) => s.push('x'),
+                Some(v) => {
+                    let _ = write!(s, "{v}");
+                }
+            }
+        }
+        s
+    }
+
+    /// Parses [`MergeResumePoint::to_metadata`] output.
+    pub fn from_metadata(s: &str) -> Result<Self, ResumeError> {
+        let m = metadata_fields(s)?;
+        let get = |k: &'static str| m.get(k).copied().ok_or(ResumeError::Malformed(k));
+        let num =
+            |v: &str, k: &'static str| v.parse::<i64>().map_err(|_| ResumeError::Malformed(k));
+        let f = get("f")?;
+        let c = get("c")?;
+        let mut closed = Vec::new();
+        if !c.is_empty() {
+            for v in c.split(',') {
+                closed.push(match v {
+                    "-" => None,
+                    "x" => Some(i64::MAX),
+                    v => Some(num(v, "c")?),
+                });
+            }
+        }
+        Ok(MergeResumePoint {
+            replay_from_offset: num(get("r")?, "r")?,
+            checkpoint_offset: num(get("k")?, "k")?,
+            finalized_before: if f == "-" { None } else { Some(num(f, "f")?) },
+            closed,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct OpenEntry {
+    agg: Aggregate,
+    first_offset: i64,
+}
+
+/// Merges partials into final rollups.
+#[derive(Debug)]
+pub struct Merger {
+    size_ms: i64,
+    open: BTreeMap<(i64, i32, String), OpenEntry>,
+    closed: Vec<Option<i64>>,
+    finalized_before: Option<i64>,
+    next_offset: i64,
+    replay_until: i64,
+    stats: MergeStats,
+}
+
+impl Merger {
+    /// A merger for windows of `window_size_ms`.
+    pub fn new(window_size_ms: i64) -> Self {
+        Merger {
+            size_ms: window_size_ms.max(1),
+            open: BTreeMap::new(),
+            closed: Vec::new(),
+            finalized_before: None,
+            next_offset: 0,
+            replay_until: i64::MIN,
+            stats: MergeStats::default(),
+        }
+    }
+
+    /// A merger resuming from `rp`; re-read the partials from `rp.replay_from_offset`.
+    pub fn resume(window_size_ms: i64, rp: &MergeResumePoint) -> Self {
+        let mut m = Self::new(window_size_ms);
+        m.closed = rp.closed.clone();
+        m.finalized_before = rp.finalized_before;
+        m.next_offset = rp.replay_from_offset;
+        m.replay_until = rp.checkpoint_offset;
+        m
+    }
+
+    pub fn stats(&self) -> MergeStats {
+        self.stats
+    }
+
+    /// Number of (window, dimension, key) entries held open.
+    pub fn open_entries(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Merges one partials message read at `offset`. A malformed batch is
+    /// refused whole and leaves the state untouched.
+    pub fn apply(&mut self, batch: &pb::PartialBatch, offset: i64) -> Result<(), MergeError> {
+        let mut parsed = Vec::with_capacity(batch.partials.len());
+        for p in &batch.partials {
+            if Dimension::try_from(p.dimension).is_err() || p.dimension == 0 {
+                return Err(MergeError::UnknownDimension(p.dimension));
+            }
+            let a = p.aggregate.as_ref().ok_or(MergeError::MissingAggregate)?;
+            parsed.push(Aggregate::from_proto(a)?);
+        }
+        let mut n = (!self.closed.is_empty()).then_some(self.closed.len() as u32);
+        for m in &batch.closed {
+            match n {
+                Some(e) if e != m.input_partitions => {
+                    return Err(MergeError::PartitionCount {
+                        expected: e,
+                        got: m.input_partitions,
+                    });
+                }
+                _ => n = Some(m.input_partitions),
+            }
+            if m.input_partition >= m.input_partitions {
+                return Err(MergeError::PartitionOutOfRange {
+                    partition: m.input_partition,
+                    partitions: m.input_partitions,
+                });
+            }
+        }
+        // Valid: apply.
+        self.next_offset = self.next_offset.max(offset.saturating_add(1));
+        for (p, agg) in batch.partials.iter().zip(parsed) {
+            if self.finalized_before.is_some_and(|f| p.window_start_ms < f) {
+                self.stats.partials_after_final += 1;
+                if offset < self.replay_until {
+                    self.stats.replayed_partials_skipped += 1;
+                }
+                continue;
+            }
+            self.stats.partials += 1;
+            self.open
+                .entry((p.window_start_ms, p.dimension, p.key.clone()))
+                .and_modify(|e| e.agg.merge(&agg))
+                .or_insert(OpenEntry {
+                    agg,
+                    first_offset: offset,
+                });
+        }
+        for m in &batch.closed {
+            if self.closed.is_empty() {
+                self.closed = vec![None; m.input_partitions as usize];
+            }
+            if let Some(c) = self.closed.get_mut(m.input_partition as usize) {
+                *c = Some(c.map_or(m.closed_before_ms, |v| v.max(m.closed_before_ms)));
+            }
+            self.stats.markers += 1;
+        }
+        Ok(())
+    }
+
+    /// Windows starting before this are final (every partition closed them).
+    pub fn final_before(&self) -> Option<i64> {
+        if self.closed.is_empty() {
+            return None;
+        }
+        self.closed
+            .iter()
+            .copied()
+            .try_fold(i64::MAX, |m, c| c.map(|c| m.min(c)))
+    }
+
+    /// Appends the rollups of every newly final window, in (window_start,
+    /// dimension, key) order, and forgets them. Returns how many were added.
+    pub fn take_final(&mut self, out: &mut Vec<Rollup>) -> usize {
+        let Some(fb) = self.final_before() else {
+            return 0;
+        };
+        if self.finalized_before.is_some_and(|f| fb <= f) {
+            return 0;
+        }
+        let rest = self.open.split_off(&(fb, i32::MIN, String::new()));
+        let done = std::mem::replace(&mut self.open, rest);
+        let before = out.len();
+        for ((start, dim, key), e) in done {
+            let d = Dimension::try_from(dim).unwrap_or(Dimension::Unspecified);
+            out.push(e.agg.to_rollup(d, &key, start, self.size_ms));
+        }
+        self.finalized_before = Some(fb);
+        let n = out.len() - before;
+        self.stats.rollups += n as u64;
+        n
+    }
+
+    /// What to commit as offset metadata with the rollups published so far.
+    pub fn resume_point(&self) -> MergeResumePoint {
+        let r = self
+            .open
+            .values()
+            .map(|e| e.first_offset)
+            .min()
+            .unwrap_or(self.next_offset);
+        MergeResumePoint {
+            replay_from_offset: r.min(self.next_offset),
+            checkpoint_offset: self.next_offset,
+            finalized_before: self.finalized_before,
+            closed: self.closed.clone(),
+        }
+    }
+}
