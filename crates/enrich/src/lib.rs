@@ -1,1 +1,100 @@
-//! rampart-enrich: Origin (country, ASN) from MaxMind-format MMDB files and target sector from a CIDR asset table
+//! rampart-enrich: origin (country, ASN) from MaxMind-format MMDB files and
+//! target sector from a CIDR asset table, behind
+//! [`rampart_core::enrich::Enricher`].
+//!
+//! Owns: reading MMDB files ([`origin::MmdbOrigin`], via the `maxminddb`
+//! crate), writing them ([`mmdb_writer`], for loadgen and tests), the asset
+//! inventory ([`sectors::SectorTable`]) and their exact per-owner caches.
+//! Must not know about Kafka, tokio, protobuf or the pipeline: lookups are
+//! plain synchronous calls that never fail (unresolvable means unknown).
+//!
+//! Every value here is single-owner (`&mut self` for the caches); clone an
+//! [`Enrichment`] per partition/task: the databases and tables are shared
+//! behind `Arc`, each clone gets its own cache.
+
+pub mod mmdb_writer;
+pub mod origin;
+pub mod sectors;
+
+use std::path::{Path, PathBuf};
+
+use rampart_core::enrich::{Enricher, Origin, SectorId};
+
+pub use origin::{MmdbOrigin, OriginStats};
+pub use sectors::{CISA_SECTORS, SectorIssue, SectorStats, SectorTable, SectorTableError};
+
+/// Errors opening enrichment data.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An MMDB file could not be opened or is not a valid MaxMind DB.
+    #[error("cannot open MMDB file {path}: {source}")]
+    Mmdb {
+        path: PathBuf,
+        #[source]
+        source: maxminddb::MaxMindDbError,
+    },
+    /// The sector table has errors (all of them are listed).
+    #[error(transparent)]
+    SectorTable(#[from] SectorTableError),
+    /// The sector table's extension is neither `.csv` nor `.toml`.
+    #[error("sector table {0}: unknown format (expected a .csv or .toml file)")]
+    UnknownFormat(PathBuf),
+}
+
+/// Origin and sector enrichment: the production [`Enricher`].
+#[derive(Clone, Debug)]
+pub struct Enrichment {
+    /// Country / ASN lookups ([`MmdbOrigin::none`] when no database is given).
+    pub origin: MmdbOrigin,
+    /// Destination -> sector ([`SectorTable::empty`] when no table is given).
+    pub sectors: SectorTable,
+}
+
+impl Enrichment {
+    /// Opens whatever is given; what is absent answers unknown.
+    pub fn open(
+        country_db: Option<&Path>,
+        asn_db: Option<&Path>,
+        sectors: Option<&Path>,
+    ) -> Result<Self, EnrichError> {
+        let origin = if country_db.is_none() && asn_db.is_none() {
+            MmdbOrigin::none()
+        } else {
+            MmdbOrigin::open(country_db, asn_db)?
+        };
+        let sectors = match sectors {
+            Some(p) => SectorTable::load(p)?,
+            None => SectorTable::empty(),
+        };
+        Ok(Enrichment { origin, sectors })
+    }
+
+    /// Nothing loaded: every lookup is unknown.
+    pub fn unknown() -> Self {
+        Enrichment {
+            origin: MmdbOrigin::none(),
+            sectors: SectorTable::empty(),
+        }
+    }
+}
+
+impl Enricher for Enrichment {
+    fn origin(&mut self, src: &[u8]) -> Origin {
+        self.origin.lookup_bytes(src)
+    }
+
+    fn sector(&mut self, dst: &[u8]) -> SectorId {
+        self.sectors.lookup_bytes(dst)
+    }
+
+    fn sector_name(&self, id: SectorId) -> &str {
+        self.sectors.name(id)
+    }
+}

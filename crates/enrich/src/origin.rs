@@ -1,0 +1,362 @@
+//! Origin (country, ASN) lookups in MaxMind-format MMDB files.
+//!
+//! The readers are shared (`Arc`); each [`MmdbOrigin`] value (one per owner,
+//! e.g. per partition) has its own exact cache, so clones are cheap and never
+//! contend.
+//!
+//! ## The cache is exact
+//! The reader reports the network of the tree leaf an address ends in; every
+//! address of that network has the same answer. When that network is at most
+//! a /24 (IPv4) or a /48 (IPv6) long, for *every* database consulted, the
+//! address's whole /24 (or /48) shares the answer, so it is cached under that
+//! key in a small direct-mapped table. Longer leaves are never cached. Decoded
+//! records are also memoised by their data-section offset (equal offset means
+//! equal record). So the cache only makes lookups faster, never different.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnetwork::IpNetwork;
+use maxminddb::Reader;
+use rampart_core::enrich::Origin;
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use crate::EnrichError;
+
+/// Default number of cache slots (a power of two; 16 bytes each).
+pub const DEFAULT_CACHE_SLOTS: usize = 4096;
+
+/// Counters of one [`MmdbOrigin`] value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OriginStats {
+    /// Lookups served (cached or not).
+    pub lookups: u64,
+    /// Lookups answered from the /24 or /48 cache.
+    pub cache_hits: u64,
+    /// Lookups whose answer was [`Origin::UNKNOWN`] in both fields.
+    pub unknown: u64,
+    /// Addresses that were not 4 or 16 bytes, or reader errors (answered unknown).
+    pub errors: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Slot {
+    /// 0 = empty; bit 63 marks IPv4 keys, bit 62 IPv6 keys.
+    tag: u64,
+    origin: Origin,
+}
+
+const EMPTY_SLOT: Slot = Slot {
+    tag: 0,
+    origin: Origin::UNKNOWN,
+};
+
+#[derive(Deserialize)]
+struct IsoCode<'a> {
+    #[serde(borrow)]
+    iso_code: Option<&'a str>,
+}
+
+/// The fields rampart reads from a GeoLite2-Country/City or GeoLite2-ASN record.
+#[derive(Deserialize)]
+struct OriginRecord<'a> {
+    #[serde(borrow)]
+    country: Option<IsoCode<'a>>,
+    #[serde(borrow)]
+    registered_country: Option<IsoCode<'a>>,
+    autonomous_system_number: Option<u32>,
+}
+
+/// Country and ASN lookups from a country database (GeoLite2-Country or
+/// -City shape) and/or an ASN database (GeoLite2-ASN shape).
+///
+/// Country = `country.iso_code`, else `registered_country.iso_code`, else
+/// `"ZZ"`; ASN = `autonomous_system_number`, else 0. IPv4-mapped IPv6
+/// addresses are looked up as IPv4.
+pub struct MmdbOrigin {
+    country_db: Option<Arc<Reader<Vec<u8>>>>,
+    asn_db: Option<Arc<Reader<Vec<u8>>>>,
+    cache: Box<[Slot]>,
+    shift: u32,
+    country_memo: FxHashMap<usize, [u8; 2]>,
+    asn_memo: FxHashMap<usize, u32>,
+    stats: OriginStats,
+}
+
+impl std::fmt::Debug for MmdbOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmdbOrigin")
+            .field(
+                "country_db",
+                &self
+                    .country_db
+                    .as_ref()
+                    .map(|r| &r.metadata().database_type),
+            )
+            .field(
+                "asn_db",
+                &self.asn_db.as_ref().map(|r| &r.metadata().database_type),
+            )
+            .field("cache_slots", &self.cache.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Clone for MmdbOrigin {
+    /// Shares the databases; the clone starts with an empty cache and zero stats.
+    fn clone(&self) -> Self {
+        Self::from_shared(
+            self.country_db.clone(),
+            self.asn_db.clone(),
+            self.cache.len(),
+        )
+    }
+}
+
+impl MmdbOrigin {
+    /// No databases: every lookup is [`Origin::UNKNOWN`].
+    pub fn none() -> Self {
+        Self::from_shared(None, None, 0)
+    }
+
+    /// Opens the given MMDB files (either may be absent).
+    pub fn open(country_db: Option<&Path>, asn_db: Option<&Path>) -> Result<Self, EnrichError> {
+        let open = |p: &Path| {
+            Reader::open_readfile(p).map_err(|source| EnrichError::Mmdb {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let country = country_db.map(open).transpose()?;
+        let asn = asn_db.map(open).transpose()?;
+        Ok(Self::from_readers(country, asn))
+    }
+
+    /// Wraps already opened readers.
+    pub fn from_readers(
+        country_db: Option<Reader<Vec<u8>>>,
+        asn_db: Option<Reader<Vec<u8>>>,
+    ) -> Self {
+        Self::from_shared(
+            country_db.map(Arc::new),
+            asn_db.map(Arc::new),
+            DEFAULT_CACHE_SLOTS,
+        )
+    }
+
+    fn from_shared(
+        country_db: Option<Arc<Reader<Vec<u8>>>>,
+        asn_db: Option<Arc<Reader<Vec<u8>>>>,
+        slots: usize,
+    ) -> Self {
+        let mut o = MmdbOrigin {
+            country_db,
+            asn_db,
+            cache: Box::new([]),
+            shift: 64,
+            country_memo: FxHashMap::default(),
+            asn_memo: FxHashMap::default(),
+            stats: OriginStats::default(),
+        };
+        o.set_cache_slots(slots);
+        o
+    }
+
+    /// Resizes (and clears) the cache: `slots` is rounded up to a power of
+    /// two; 0 disables it.
+    pub fn with_cache_slots(mut self, slots: usize) -> Self {
+        self.set_cache_slots(slots);
+        self
+    }
+
+    fn set_cache_slots(&mut self, slots: usize) {
+        if slots == 0 {
+            self.cache = Box::new([]);
+            return;
+        }
+        let n = slots.next_power_of_two();
+        self.cache = vec![EMPTY_SLOT; n].into_boxed_slice();
+        self.shift = 64 - n.trailing_zeros();
+    }
+
+    /// Whether a country and an ASN database are loaded.
+    pub fn has_databases(&self) -> (bool, bool) {
+        (self.country_db.is_some(), self.asn_db.is_some())
+    }
+
+    /// Counters since creation.
+    pub fn stats(&self) -> OriginStats {
+        self.stats
+    }
+
+    /// Looks up a 4- or 16-byte address; any other length is unknown.
+    pub fn lookup_bytes(&mut self, addr: &[u8]) -> Origin {
+        match ip_from_bytes(addr) {
+            Some(ip) => self.lookup(ip),
+            None => {
+                self.stats.lookups += 1;
+                self.stats.errors += 1;
+                self.stats.unknown += 1;
+                Origin::UNKNOWN
+            }
+        }
+    }
+
+    /// Looks up an address, through the cache.
+    pub fn lookup(&mut self, ip: IpAddr) -> Origin {
+        let ip = canonical(ip);
+        self.stats.lookups += 1;
+        let tag = cache_tag(ip);
+        let slot = if self.cache.is_empty() {
+            None
+        } else {
+            let i = (tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
+            match self.cache.get(i) {
+                Some(s) if s.tag == tag => {
+                    self.stats.cache_hits += 1;
+                    let o = s.origin;
+                    if o == Origin::UNKNOWN {
+                        self.stats.unknown += 1;
+                    }
+                    return o;
+                }
+                _ => Some(i),
+            }
+        };
+        let (origin, cacheable) = self.resolve(ip);
+        if let (Some(i), true) = (slot, cacheable)
+            && let Some(s) = self.cache.get_mut(i)
+        {
+            *s = Slot { tag, origin };
+        }
+        if origin == Origin::UNKNOWN {
+            self.stats.unknown += 1;
+        }
+        origin
+    }
+
+    /// Looks up an address without the /24-/48 cache (for tests and checks).
+    pub fn lookup_uncached(&mut self, ip: IpAddr) -> Origin {
+        self.resolve(canonical(ip)).0
+    }
+
+    /// The answer and whether the whole /24 or /48 of `ip` shares it.
+    fn resolve(&mut self, ip: IpAddr) -> (Origin, bool) {
+        let mut origin = Origin::UNKNOWN;
+        let mut cacheable = true;
+        if let Some(db) = &self.country_db {
+            match db.lookup(ip) {
+                Ok(res) => {
+                    cacheable &= coarse(res.network().ok(), ip);
+                    if let Some(off) = res.offset() {
+                        origin.country = match self.country_memo.get(&off) {
+                            Some(c) => *c,
+                            None => {
+                                let c = match res.decode::<OriginRecord<'_>>() {
+                                    Ok(Some(rec)) => country_of(&rec),
+                                    _ => {
+                                        self.stats.errors += 1;
+                                        Origin::UNKNOWN.country
+                                    }
+                                };
+                                self.country_memo.insert(off, c);
+                                c
+                            }
+                        };
+                    }
+                }
+                Err(_) => {
+                    self.stats.errors += 1;
+                    cacheable = false;
+                }
+            }
+        }
+        if let Some(db) = &self.asn_db {
+            match db.lookup(ip) {
+                Ok(res) => {
+                    cacheable &= coarse(res.network().ok(), ip);
+                    if let Some(off) = res.offset() {
+                        origin.asn = match self.asn_memo.get(&off) {
+                            Some(a) => *a,
+                            None => {
+                                let a = match res.decode::<OriginRecord<'_>>() {
+                                    Ok(Some(rec)) => rec.autonomous_system_number.unwrap_or(0),
+                                    _ => {
+                                        self.stats.errors += 1;
+                                        0
+                                    }
+                                };
+                                self.asn_memo.insert(off, a);
+                                a
+                            }
+                        };
+                    }
+                }
+                Err(_) => {
+                    self.stats.errors += 1;
+                    cacheable = false;
+                }
+            }
+        }
+        (origin, cacheable)
+    }
+}
+
+/// `country.iso_code`, else `registered_country.iso_code`, else "ZZ";
+/// anything but two ASCII letters counts as absent.
+fn country_of(rec: &OriginRecord<'_>) -> [u8; 2] {
+    let code = |c: &Option<IsoCode<'_>>| -> Option<[u8; 2]> {
+        match c.as_ref()?.iso_code?.as_bytes() {
+            &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
+                Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
+            }
+            _ => None,
+        }
+    };
+    code(&rec.country)
+        .or_else(|| code(&rec.registered_country))
+        .unwrap_or(Origin::UNKNOWN.country)
+}
+
+/// Whether the leaf network covers the whole /24 (IPv4) or /48 (IPv6) of `ip`.
+fn coarse(network: Option<IpNetwork>, ip: IpAddr) -> bool {
+    match (network, ip) {
+        (Some(IpNetwork::V4(n)), IpAddr::V4(_)) => n.prefix() <= 24,
+        // An IPv4 lookup that ended above the IPv4 subtree covers all of IPv4.
+        (Some(IpNetwork::V6(n)), IpAddr::V4(_)) => n.prefix() <= 96,
+        (Some(IpNetwork::V6(n)), IpAddr::V6(_)) => n.prefix() <= 48,
+        _ => false,
+    }
+}
+
+fn cache_tag(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => (1 << 63) | u64::from(u32::from(v4) >> 8),
+        IpAddr::V6(v6) => (1 << 62) | (u128::from(v6) >> 80) as u64,
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) becomes IPv4.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+/// A 4- or 16-byte address, canonicalised; `None` for any other length.
+pub(crate) fn ip_from_bytes(b: &[u8]) -> Option<IpAddr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        Some(IpAddr::V4(Ipv4Addr::from(a)))
+    } else if let Ok(a) = <[u8; 16]>::try_from(b) {
+        Some(canonical(IpAddr::V6(Ipv6Addr::from(a))))
+    } else {
+        None
+    }
+}

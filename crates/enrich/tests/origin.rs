@@ -1,0 +1,308 @@
+#![allow(clippy::unwrap_used)]
+//! MmdbOrigin against MMDB files written by `mmdb_writer` and read back both
+//! by the `maxminddb` crate directly and through `MmdbOrigin`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnetwork::IpNetwork;
+use maxminddb::{Reader, geoip2};
+use proptest::prelude::*;
+use rampart_core::enrich::{Enricher, Origin};
+use rampart_enrich::mmdb_writer::{MmdbWriter, Value, asn_record, country_record};
+use rampart_enrich::{Enrichment, MmdbOrigin};
+
+fn net(s: &str) -> IpNetwork {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn write(dir: &Path, name: &str, w: &MmdbWriter) -> PathBuf {
+    let p = dir.join(name);
+    w.write_to_path(&p).unwrap();
+    p
+}
+
+/// Country DB: CN /16 with a JP /24 inside, a US IPv6 /32 with a DE /48 inside,
+/// a record with only registered_country, and one with no country at all.
+fn fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut c = MmdbWriter::new("GeoLite2-Country");
+    c.insert(net("1.2.0.0/16"), country_record("CN", "China"))
+        .unwrap();
+    c.insert(net("1.2.3.0/24"), country_record("JP", "Japan"))
+        .unwrap();
+    c.insert(net("2001:db8::/32"), country_record("US", "United States"))
+        .unwrap();
+    c.insert(net("2001:db8:5::/48"), country_record("DE", "Germany"))
+        .unwrap();
+    c.insert(
+        net("5.6.7.0/24"),
+        Value::map([(
+            "registered_country",
+            Value::map([("iso_code", Value::from("fr"))]),
+        )]),
+    )
+    .unwrap();
+    c.insert(
+        net("9.9.9.0/24"),
+        Value::map([("continent", Value::map([("code", Value::from("EU"))]))]),
+    )
+    .unwrap();
+    let mut a = MmdbWriter::new("GeoLite2-ASN");
+    a.insert(net("1.2.0.0/15"), asn_record(4134, "Chinanet"))
+        .unwrap();
+    a.insert(net("1.2.3.128/25"), asn_record(2497, "IIJ"))
+        .unwrap();
+    a.insert(net("2001:db8::/32"), asn_record(64496, "Doc"))
+        .unwrap();
+    (write(dir, "country.mmdb", &c), write(dir, "asn.mmdb", &a))
+}
+
+#[test]
+fn independent_reader_sees_the_written_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = fixture(dir.path());
+    let r = Reader::open_readfile(&country).unwrap();
+    r.verify().unwrap();
+    assert_eq!(r.metadata().database_type, "GeoLite2-Country");
+    let c: geoip2::Country = r.lookup(ip("1.2.3.4")).unwrap().decode().unwrap().unwrap();
+    assert_eq!(c.country.iso_code, Some("JP"));
+    assert_eq!(c.country.names.english, Some("Japan"));
+    let c: geoip2::Country = r
+        .lookup(ip("2001:db8:5::1"))
+        .unwrap()
+        .decode()
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.country.iso_code, Some("DE"));
+    let r = Reader::open_readfile(&asn).unwrap();
+    r.verify().unwrap();
+    let a: geoip2::Asn = r.lookup(ip("1.3.0.1")).unwrap().decode().unwrap().unwrap();
+    assert_eq!(a.autonomous_system_number, Some(4134));
+    assert_eq!(a.autonomous_system_organization, Some("Chinanet"));
+}
+
+#[test]
+fn origin_lookups_ipv4_ipv6_nested_and_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = fixture(dir.path());
+    let mut o = MmdbOrigin::open(Some(&country), Some(&asn)).unwrap();
+    let cases = [
+        ("1.2.3.4", *b"JP", 4134),
+        ("1.2.3.200", *b"JP", 2497),
+        ("1.2.4.4", *b"CN", 4134),
+        ("1.3.0.1", *b"ZZ", 4134),
+        ("::ffff:1.2.3.4", *b"JP", 4134),
+        ("2001:db8:1::1", *b"US", 64496),
+        ("2001:db8:5:ffff::1", *b"DE", 64496),
+        ("5.6.7.8", *b"FR", 0),
+        ("9.9.9.9", *b"ZZ", 0),
+        ("8.8.8.8", *b"ZZ", 0),
+        ("2a00::1", *b"ZZ", 0),
+    ];
+    for round in 0..2 {
+        for (a, country, asn) in cases {
+            let want = Origin { country, asn };
+            assert_eq!(o.lookup(ip(a)), want, "{a} round {round}");
+            assert_eq!(o.lookup_uncached(ip(a)), want, "{a} uncached");
+        }
+    }
+    let s = o.stats();
+    assert_eq!(s.lookups, 2 * cases.len() as u64);
+    assert!(s.cache_hits > 0, "{s:?}");
+    assert_eq!(
+        s.unknown,
+        2 * 3,
+        "9.9.9.9, 8.8.8.8 and 2a00::1, twice: {s:?}"
+    );
+    // Malformed lengths are unknown, never a panic.
+    assert_eq!(o.lookup_bytes(&[1, 2, 3]), Origin::UNKNOWN);
+    assert_eq!(
+        o.lookup_bytes(&[1, 2, 3, 4]),
+        Origin {
+            country: *b"JP",
+            asn: 4134
+        }
+    );
+}
+
+#[test]
+fn either_database_alone_and_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = fixture(dir.path());
+    let mut o = MmdbOrigin::open(Some(&country), None).unwrap();
+    assert_eq!(
+        o.lookup(ip("1.2.3.4")),
+        Origin {
+            country: *b"JP",
+            asn: 0
+        }
+    );
+    let mut o = MmdbOrigin::open(None, Some(&asn)).unwrap();
+    assert_eq!(
+        o.lookup(ip("1.2.3.4")),
+        Origin {
+            country: *b"ZZ",
+            asn: 4134
+        }
+    );
+    assert_eq!(MmdbOrigin::none().lookup(ip("1.2.3.4")), Origin::UNKNOWN);
+}
+
+#[test]
+fn open_reports_the_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.mmdb");
+    std::fs::write(&bad, b"not an mmdb").unwrap();
+    let err = MmdbOrigin::open(Some(&bad), None).unwrap_err().to_string();
+    assert!(err.contains("bad.mmdb"), "{err}");
+    let missing = dir.path().join("missing.mmdb");
+    assert!(Enrichment::open(None, Some(&missing), None).is_err());
+}
+
+#[test]
+fn enrichment_implements_enricher() {
+    let dir = tempfile::tempdir().unwrap();
+    let (country, asn) = fixture(dir.path());
+    let sectors = dir.path().join("assets.csv");
+    std::fs::write(&sectors, "cidr,sector\n198.51.100.0/24,energy\n").unwrap();
+    let mut e = Enrichment::open(Some(&country), Some(&asn), Some(&sectors)).unwrap();
+    assert_eq!(
+        e.origin(&[1, 2, 3, 4]),
+        Origin {
+            country: *b"JP",
+            asn: 4134
+        }
+    );
+    let id = e.sector(&[198, 51, 100, 7]);
+    assert_eq!(e.sector_name(id), "cisa:energy");
+    let unknown = e.sector(&[198, 51, 101, 7]);
+    assert_eq!(e.sector_name(unknown), "unknown");
+    // A clone shares the data but has its own cache and counters.
+    let mut c = e.clone();
+    assert_eq!(
+        c.origin(&[1, 2, 3, 4]),
+        Origin {
+            country: *b"JP",
+            asn: 4134
+        }
+    );
+    assert_eq!(c.origin.stats().lookups, 1);
+    assert_eq!(e.sectors.unknown_lookups(), 1);
+}
+
+// ---- property: cached == uncached == brute-force model ------------------
+
+#[derive(Clone, Debug)]
+struct Net {
+    addr: IpAddr,
+    len: u8,
+    country: [u8; 2],
+    asn: u32,
+}
+
+fn contains(n: &Net, a: IpAddr) -> bool {
+    match (n.addr, a) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(n.len)).unwrap_or(0);
+            u32::from(x) & m == u32::from(y) & m
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(n.len)).unwrap_or(0);
+            u128::from(x) & m == u128::from(y) & m
+        }
+        _ => false,
+    }
+}
+
+/// Most specific containing network; among equals, the last inserted.
+fn model(nets: &[Net], a: IpAddr) -> Option<&Net> {
+    let mut best: Option<&Net> = None;
+    for n in nets {
+        if contains(n, a) && best.is_none_or(|b| n.len >= b.len) {
+            best = Some(n);
+        }
+    }
+    best
+}
+
+/// Addresses in a small space so networks nest and collide.
+fn arb_ip() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (0u32..4, any::<u8>(), any::<u8>(), any::<u8>()).prop_map(|(a, b, c, d)| IpAddr::from([
+            10,
+            a as u8,
+            b & 0x0f,
+            c ^ (d & 3)
+        ])),
+        (0u16..4, 0u16..4, any::<u16>(), any::<u64>()).prop_map(|(a, b, c, d)| {
+            let v = (0x2001_0db8u128 << 96)
+                | (u128::from(a) << 80)
+                | (u128::from(b) << 64)
+                | (u128::from(c) << 48)
+                | u128::from(d & 0xff);
+            IpAddr::V6(v.into())
+        }),
+    ]
+}
+
+fn arb_net() -> impl Strategy<Value = Net> {
+    (arb_ip(), 0u8..=40, 0usize..5, 0u32..4).prop_map(|(addr, l, c, asn)| {
+        let len = match addr {
+            IpAddr::V4(_) => 8 + (l % 25),         // /8 .. /32
+            IpAddr::V6(_) => 24 + ((l * 3) % 105), // /24 .. /128
+        };
+        let country = [*b"CN", *b"JP", *b"US", *b"DE", *b"RU"][c];
+        Net {
+            addr,
+            len,
+            country,
+            asn: 64_500 + asn,
+        }
+    })
+}
+
+fn build(dir: &Path, nets: &[Net], asn_nets: &[Net]) -> MmdbOrigin {
+    let mut c = MmdbWriter::new("GeoLite2-Country");
+    for n in nets {
+        let iso = std::str::from_utf8(&n.country).unwrap();
+        c.insert_prefix(n.addr, n.len, country_record(iso, iso))
+            .unwrap();
+    }
+    let mut a = MmdbWriter::new("GeoLite2-ASN");
+    for n in asn_nets {
+        a.insert_prefix(n.addr, n.len, asn_record(n.asn, "x"))
+            .unwrap();
+    }
+    let cp = write(dir, "c.mmdb", &c);
+    let ap = write(dir, "a.mmdb", &a);
+    // A small cache so slots are also evicted and reused.
+    MmdbOrigin::open(Some(&cp), Some(&ap))
+        .unwrap()
+        .with_cache_slots(64)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn cache_and_reader_agree_with_brute_force(
+        nets in proptest::collection::vec(arb_net(), 0..40),
+        asn_nets in proptest::collection::vec(arb_net(), 0..40),
+        ips in proptest::collection::vec(arb_ip(), 1..300),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = build(dir.path(), &nets, &asn_nets);
+        // Each address twice, interleaved, so cache hits happen.
+        for a in ips.iter().chain(ips.iter().rev()) {
+            let want = Origin {
+                country: model(&nets, *a).map_or(*b"ZZ", |n| n.country),
+                asn: model(&asn_nets, *a).map_or(0, |n| n.asn),
+            };
+            prop_assert_eq!(o.lookup(*a), want, "cached {}", a);
+            prop_assert_eq!(o.lookup_uncached(*a), want, "uncached {}", a);
+        }
+    }
+}
