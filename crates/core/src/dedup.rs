@@ -6,6 +6,36 @@
 //! once `(b+1)*bucket_ms <= watermark - horizon_ms`. When the byte budget would
 //! be exceeded, the oldest bucket is evicted early and that is counted
 //! (`DedupStats::evicted_early_*`) — never unbounded growth.
+//!
+//! # Precise rules of this implementation
+//! - **Effective fingerprint: 120 bits.** The top 8 bits of each stored slot
+//!   hold the bucket tag (bucket index mod 256), so two fingerprints that differ
+//!   only in their top 8 bits are the same event here (and the all-zero 120-bit
+//!   value is folded onto 1, because 0 marks an empty slot). With xxh3-128
+//!   fingerprints the chance of a false duplicate is ~n / 2^120 per lookup.
+//! - A sighting whose bucket has already expired (`expire` was called with a
+//!   watermark past it) is not remembered and is reported as new: late events
+//!   are the caller's to count.
+//! - At most 256 consecutive buckets are live at once (tags are 8 bits). An
+//!   event whose bucket is 256 or more buckets newer than the oldest live one
+//!   evicts the old buckets early (counted); one 256 or more buckets older than
+//!   the newest live one is not remembered (counted as one evicted entry).
+//!   With the default config (11 live buckets) this needs a time jump of hours.
+//! - `budget_bytes` bounds the allocated slots *including* the transient
+//!   copy while one shard grows. Budgets below the minimum table
+//!   (`Dedup::MIN_BYTES`, ~32 KiB) are raised to it.
+//!
+//! # Layout
+//! One open-addressing table of `u128` slots, split by the top 4 fingerprint
+//! bits into 16 shards so a growth step copies 1/16 of the table (small
+//! transient memory, small pauses). Each shard is an *ordered* linear-probing
+//! table (Amble & Knuth): slots are sorted by fingerprint, the home slot is a
+//! multiply-shift range reduction of the fingerprint onto a non-power-of-two
+//! capacity, and every entry sits at `max(home, previous entry + 1)`. A miss
+//! stops at the first larger fingerprint (short probes even at 90 % load), an
+//! insert shifts the rest of its run by one slot, and expiry is one forward
+//! compaction pass that drops the expired tags. Shards grow x1.5 at 90 % load,
+//! so the table holds 16 bytes per slot at 60–90 % load: 18–27 bytes per entry.
 
 /// Dedup settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +58,7 @@ impl Default for DedupConfig {
     }
 }
 
+/// Counters of a `Dedup`; `Dedup::stats` is O(1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DedupStats {
     /// Fingerprints remembered now.
@@ -40,60 +71,354 @@ pub struct DedupStats {
     pub evicted_early_entries: u64,
 }
 
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
+const TAG_SHIFT: u32 = 120;
+const KEY_MASK: u128 = (1u128 << TAG_SHIFT) - 1;
+const MIN_CAP: usize = 64;
+const SLOT_BYTES: usize = std::mem::size_of::<u128>();
+/// Max load (entries / home capacity) before a shard grows: 9/10.
+const LOAD_NUM: usize = 9;
+const LOAD_DEN: usize = 10;
+
+fn slack_for(cap: usize) -> usize {
+    64 + cap / 128
+}
+
+/// One ordered linear-probing table.
+#[derive(Debug)]
+struct Shard {
+    /// `cap` home slots followed by `slack` overflow slots; 0 = empty.
+    slots: Vec<u128>,
+    cap: usize,
+    len: usize,
+}
+
+impl Shard {
+    fn with_cap(cap: usize) -> Shard {
+        Shard {
+            slots: vec![0; cap + slack_for(cap)],
+            cap,
+            len: 0,
+        }
+    }
+
+    fn max_len(&self) -> usize {
+        self.cap * LOAD_NUM / LOAD_DEN
+    }
+
+    fn bytes(&self) -> usize {
+        self.slots.len() * SLOT_BYTES
+    }
+
+    /// Home slot of a key for capacity `cap` (monotone in the key within a shard).
+    #[inline(always)]
+    fn home(key: u128, cap: usize) -> usize {
+        // Bits 52..116 of the key: the shard bits 116..120 are dropped.
+        let h = (key >> 52) as u64;
+        ((u128::from(h) * cap as u128) >> 64) as usize
+    }
+
+    /// Rebuilds into `new_cap` home slots; `None` if the slack overflowed.
+    fn rebuilt(&self, new_cap: usize) -> Option<Shard> {
+        let mut out = Shard::with_cap(new_cap);
+        let mut w = 0;
+        for &cur in self.slots.iter().filter(|&&c| c != 0) {
+            let pos = Shard::home(cur & KEY_MASK, new_cap).max(w);
+            *out.slots.get_mut(pos)? = cur;
+            w = pos + 1;
+        }
+        out.len = self.len;
+        Some(out)
+    }
+
+    /// Drops every entry whose tag is in `mask`, compacting in place.
+    /// Returns how many were dropped.
+    fn sweep(&mut self, mask: &TagMask) -> usize {
+        let cap = self.cap;
+        let mut w = 0;
+        let mut removed = 0;
+        for i in 0..self.slots.len() {
+            let Some(&cur) = self.slots.get(i) else { break };
+            if cur == 0 {
+                continue;
+            }
+            if let Some(s) = self.slots.get_mut(i) {
+                *s = 0;
+            }
+            if mask.has((cur >> TAG_SHIFT) as u8) {
+                removed += 1;
+                continue;
+            }
+            // pos <= i: the entry sat at >= its home, and w <= i.
+            let pos = Shard::home(cur & KEY_MASK, cap).max(w);
+            if let Some(s) = self.slots.get_mut(pos) {
+                *s = cur;
+            }
+            w = pos + 1;
+        }
+        self.len -= removed;
+        removed
+    }
+}
+
+/// A set of bucket tags.
+#[derive(Default)]
+struct TagMask([u64; 4]);
+
+impl TagMask {
+    fn set(&mut self, tag: u8) {
+        if let Some(w) = self.0.get_mut(usize::from(tag >> 6)) {
+            *w |= 1 << (tag & 63);
+        }
+    }
+    #[inline(always)]
+    fn has(&self, tag: u8) -> bool {
+        self.0
+            .get(usize::from(tag >> 6))
+            .is_some_and(|w| w & (1 << (tag & 63)) != 0)
+    }
+}
+
+/// Where a probe ended.
+enum Probe {
+    Found,
+    /// Insert at this slot (shifting the run right up to the empty `end`).
+    Vacant {
+        pos: usize,
+        end: usize,
+    },
+    /// No empty slot before the end of the slack: the shard must grow.
+    Overflow,
+}
+
 /// The dedup table of one input partition.
 #[derive(Debug)]
 pub struct Dedup {
     cfg: DedupConfig,
-    map: std::collections::HashMap<u128, i64>,
-    counts: std::collections::BTreeMap<i64, u64>,
+    shards: Vec<Shard>,
+    /// Entries per bucket, indexed by bucket mod 256.
+    counts: Box<[u64; 256]>,
+    /// Oldest and newest live bucket (meaningful while `stats.entries > 0`).
+    lo: i64,
+    hi: i64,
+    /// Buckets below this have expired (cached from the last `expire`).
     first_live: i64,
+    /// `stats.bytes` is kept up to date on every allocation change.
     stats: DedupStats,
 }
 
-/// Approximate bytes per map slot of the simple implementation.
-const SLOT_BYTES: usize = 33;
-
 impl Dedup {
+    /// Smallest table; budgets below it are raised to it.
+    pub const MIN_BYTES: usize = SHARDS * (MIN_CAP + 64) * SLOT_BYTES;
+
     pub fn new(cfg: DedupConfig) -> Self {
         let cfg = DedupConfig {
             bucket_ms: cfg.bucket_ms.max(1),
             horizon_ms: cfg.horizon_ms.max(0),
-            ..cfg
+            budget_bytes: cfg.budget_bytes.max(Self::MIN_BYTES),
         };
+        let shards: Vec<Shard> = (0..SHARDS).map(|_| Shard::with_cap(MIN_CAP)).collect();
+        let bytes = shards.iter().map(Shard::bytes).sum::<usize>() as u64;
         Dedup {
             cfg,
-            map: Default::default(),
-            counts: Default::default(),
+            shards,
+            counts: Box::new([0; 256]),
+            lo: 0,
+            hi: 0,
             first_live: i64::MIN,
-            stats: DedupStats::default(),
+            stats: DedupStats {
+                bytes,
+                ..DedupStats::default()
+            },
+        }
+    }
+
+    /// The effective (120-bit, never 0) key stored for `fp`.
+    #[inline(always)]
+    fn key_of(fp: u128) -> u128 {
+        let k = fp & KEY_MASK;
+        if k == 0 { 1 } else { k }
+    }
+
+    #[inline(always)]
+    fn shard_of(key: u128) -> usize {
+        (key >> (TAG_SHIFT - SHARD_BITS)) as usize & (SHARDS - 1)
+    }
+
+    #[inline(always)]
+    fn probe(sh: &Shard, key: u128) -> Probe {
+        let mut i = Shard::home(key, sh.cap);
+        loop {
+            let Some(&cur) = sh.slots.get(i) else {
+                return Probe::Overflow;
+            };
+            if cur == 0 {
+                return Probe::Vacant { pos: i, end: i };
+            }
+            let ck = cur & KEY_MASK;
+            if ck == key {
+                return Probe::Found;
+            }
+            if ck > key {
+                break;
+            }
+            i += 1;
+        }
+        // `key` goes at i; the run continues up to the next empty slot.
+        let pos = i;
+        loop {
+            i += 1;
+            match sh.slots.get(i) {
+                Some(0) => return Probe::Vacant { pos, end: i },
+                Some(_) => {}
+                None => return Probe::Overflow,
+            }
         }
     }
 
     /// Remembers `fp` under the bucket of `time_ms`; returns `true` when it was
     /// already remembered (a duplicate).
+    #[inline]
     pub fn check_insert(&mut self, fp: u128, time_ms: i64) -> bool {
         let b = time_ms.div_euclid(self.cfg.bucket_ms);
         if b < self.first_live {
             return false;
         }
-        if self.map.contains_key(&fp) {
-            return true;
+        if self.stats.entries > 0 && b.saturating_sub(self.lo) >= 256 {
+            // Tags are 8 bits: make room by evicting buckets 256+ older than `b`.
+            self.evict_below(b - 255, true);
         }
-        while (self.map.len() + 1) * SLOT_BYTES * 2 > self.cfg.budget_bytes {
-            let Some((&oldest, &n)) = self.counts.iter().next() else {
-                break;
+        let key = Self::key_of(fp);
+        let si = Self::shard_of(key);
+        loop {
+            let Some(sh) = self.shards.get_mut(si) else {
+                return false;
             };
-            self.map.retain(|_, v| *v != oldest);
-            self.counts.remove(&oldest);
-            self.stats.evicted_early_buckets += 1;
-            self.stats.evicted_early_entries += n;
+            let (pos, end) = match Self::probe(sh, key) {
+                Probe::Found => return true,
+                Probe::Vacant { pos, end } if sh.len < sh.max_len() => (pos, end),
+                _ => {
+                    if self.make_room(si) {
+                        continue;
+                    }
+                    self.stats.evicted_early_entries += 1;
+                    return false;
+                }
+            };
+            if !self.admit_bucket(b) {
+                return false;
+            }
+            let Some(sh) = self.shards.get_mut(si) else {
+                return false;
+            };
+            if end > pos {
+                sh.slots.copy_within(pos..end, pos + 1);
+            }
+            if let Some(s) = sh.slots.get_mut(pos) {
+                *s = ((b as u128 & 0xFF) << TAG_SHIFT) | key;
+            }
+            sh.len += 1;
+            if let Some(c) = self.counts.get_mut((b & 0xFF) as usize) {
+                *c += 1;
+            }
+            self.stats.entries += 1;
+            return false;
         }
-        self.map.insert(fp, b);
-        *self.counts.entry(b).or_default() += 1;
-        false
     }
 
-    /// Forgets every bucket that expired at `watermark_ms`.
+    /// Makes bucket `b` live (the table is unchanged when it returns true).
+    /// Returns false when `b` is too old to get a tag (counted).
+    fn admit_bucket(&mut self, b: i64) -> bool {
+        if self.stats.entries == 0 {
+            self.lo = b;
+            self.hi = b;
+            return true;
+        }
+        if b < self.lo {
+            if self.hi.saturating_sub(b) >= 256 {
+                self.stats.evicted_early_entries += 1;
+                return false;
+            }
+            self.lo = b;
+        } else if b > self.hi {
+            self.hi = b;
+        }
+        true
+    }
+
+    /// Grows shard `si` within the budget, else evicts the oldest bucket.
+    /// Returns false when nothing could be done (table empty and the shard
+    /// still cannot grow).
+    #[cold]
+    fn make_room(&mut self, si: usize) -> bool {
+        let Some(sh) = self.shards.get(si) else {
+            return false;
+        };
+        let mut new_cap = sh.cap + sh.cap / 2;
+        loop {
+            let new_bytes = (new_cap + slack_for(new_cap)) * SLOT_BYTES;
+            if self.stats.bytes as usize + new_bytes > self.cfg.budget_bytes {
+                break;
+            }
+            let Some(sh) = self.shards.get(si) else {
+                return false;
+            };
+            if let Some(grown) = sh.rebuilt(new_cap) {
+                let old_bytes = sh.bytes();
+                let nb = grown.bytes();
+                if let Some(slot) = self.shards.get_mut(si) {
+                    *slot = grown;
+                }
+                self.stats.bytes = self.stats.bytes - old_bytes as u64 + nb as u64;
+                return true;
+            }
+            new_cap += new_cap / 2;
+        }
+        if self.stats.entries == 0 {
+            return false;
+        }
+        self.evict_below(self.lo + 1, true);
+        true
+    }
+
+    /// Drops every live bucket `< first_keep` in one sweep.
+    fn evict_below(&mut self, first_keep: i64, early: bool) {
+        if self.stats.entries == 0 || self.lo >= first_keep {
+            return;
+        }
+        let mut mask = TagMask::default();
+        let mut dropped = 0u64;
+        let mut buckets = 0u64;
+        let last = self.hi.min(first_keep - 1);
+        let mut x = self.lo;
+        while x <= last {
+            let Some(c) = self.counts.get_mut((x & 0xFF) as usize) else {
+                break;
+            };
+            if *c > 0 {
+                mask.set((x & 0xFF) as u8);
+                dropped += *c;
+                buckets += 1;
+                *c = 0;
+            }
+            x += 1;
+        }
+        let removed: usize = self.shards.iter_mut().map(|s| s.sweep(&mask)).sum();
+        debug_assert_eq!(removed as u64, dropped);
+        self.stats.entries -= dropped;
+        if early {
+            self.stats.evicted_early_buckets += buckets;
+            self.stats.evicted_early_entries += dropped;
+        }
+        self.lo = first_keep;
+        while self.lo <= self.hi && self.counts.get((self.lo & 0xFF) as usize) == Some(&0) {
+            self.lo += 1;
+        }
+    }
+
+    /// Forgets every bucket that expired at `watermark_ms`. O(1) when nothing
+    /// new expired; otherwise one pass over the table.
     pub fn expire(&mut self, watermark_ms: i64) {
         let first_live = watermark_ms
             .saturating_sub(self.cfg.horizon_ms)
@@ -102,28 +427,22 @@ impl Dedup {
             return;
         }
         self.first_live = first_live;
-        self.map.retain(|_, b| *b >= first_live);
-        self.counts = self.counts.split_off(&first_live);
+        self.evict_below(first_live, false);
     }
 
     /// Start (inclusive, ms) of the oldest bucket still remembered, if any.
     pub fn oldest_bucket_start(&self) -> Option<i64> {
-        self.counts
-            .keys()
-            .next()
-            .map(|b| b.saturating_mul(self.cfg.bucket_ms))
+        (self.stats.entries > 0).then(|| self.lo.saturating_mul(self.cfg.bucket_ms))
     }
 
+    /// Current counters (O(1)).
     pub fn stats(&self) -> DedupStats {
-        DedupStats {
-            entries: self.map.len() as u64,
-            bytes: (self.map.capacity() * SLOT_BYTES) as u64,
-            ..self.stats
-        }
+        self.stats
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -157,5 +476,76 @@ mod tests {
         assert!(!d.check_insert(1, 7_000), "forgotten after expiry");
         assert!(!d.check_insert(3, 5_999), "expired bucket: not remembered");
         assert!(!d.check_insert(3, 5_999));
+    }
+
+    #[test]
+    fn budget_evicts_oldest_and_is_never_exceeded() {
+        let budget = 1 << 20;
+        let mut d = Dedup::new(DedupConfig {
+            horizon_ms: 1_000_000,
+            bucket_ms: 1_000,
+            budget_bytes: budget,
+        });
+        let mut fp = 0u128;
+        for t in 0..200_000i64 {
+            fp = fp.wrapping_add(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            assert!(!d.check_insert(fp, t / 4));
+            assert!(d.stats().bytes as usize <= budget);
+        }
+        let st = d.stats();
+        assert!(st.evicted_early_buckets > 0, "{st:?}");
+        assert_eq!(st.entries + st.evicted_early_entries, 200_000, "{st:?}");
+        // The oldest buckets went first.
+        assert!(d.oldest_bucket_start().unwrap() > 0);
+        // A single bucket larger than the budget: still bounded, still counted.
+        let mut d = Dedup::new(DedupConfig {
+            horizon_ms: 1_000_000,
+            bucket_ms: 1_000_000,
+            budget_bytes: budget,
+        });
+        for _ in 0..200_000 {
+            fp = fp.wrapping_add(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+            assert!(!d.check_insert(fp, 5));
+        }
+        let st = d.stats();
+        assert!(st.bytes as usize <= budget);
+        assert!(st.evicted_early_buckets > 0);
+        assert_eq!(st.entries + st.evicted_early_entries, 200_000, "{st:?}");
+    }
+
+    #[test]
+    fn tag_span_is_bounded() {
+        let mut d = Dedup::new(cfg());
+        assert!(!d.check_insert(1, 0));
+        assert!(!d.check_insert(2, 255_999)); // bucket 255: still fine
+        assert!(d.check_insert(1, 0));
+        assert!(!d.check_insert(3, 256_000)); // bucket 256 evicts bucket 0
+        assert_eq!(d.stats().evicted_early_buckets, 1);
+        assert!(!d.check_insert(1, 1_000), "1 was evicted");
+        assert!(d.check_insert(2, 0));
+        // too old for a tag: not remembered, counted
+        let before = d.stats().evicted_early_entries;
+        assert!(!d.check_insert(9, -1_000));
+        assert!(!d.check_insert(9, -1_000));
+        assert_eq!(d.stats().evicted_early_entries, before + 2);
+    }
+
+    #[test]
+    fn grows_and_survives_expiry_sweeps() {
+        let mut d = Dedup::new(cfg());
+        let n = 100_000u64;
+        let fp = |i: u64| u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        for i in 0..n {
+            assert!(!d.check_insert(fp(i), (i % 20) as i64 * 1000));
+        }
+        for i in 0..n {
+            assert!(d.check_insert(fp(i), 0));
+        }
+        assert_eq!(d.stats().entries, n);
+        d.expire(20_000); // buckets 0..=9 expire
+        assert_eq!(d.stats().entries, n / 2);
+        for i in 0..n {
+            assert_eq!(d.check_insert(fp(i), 30_000), (i % 20) >= 10, "{i}");
+        }
     }
 }

@@ -252,6 +252,7 @@ fn read_varint_slow(s: &mut &[u8]) -> Result<u64, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -318,12 +319,8 @@ mod tests {
         use prost::Message;
         for depth in [98usize, 99, 100, 101] {
             let mut p = Vec::new();
-            for _ in 0..depth {
-                p.push(0x13); // start group tag 2
-            }
-            for _ in 0..depth {
-                p.push(0x14);
-            }
+            p.extend(std::iter::repeat_n(0x13u8, depth)); // start group, tag 2
+            p.extend(std::iter::repeat_n(0x14u8, depth));
             let prost_ok = crate::proto::v1::AttackEventBatch::decode(&p[..]).is_ok();
             assert_eq!(dec(&p).is_ok(), prost_ok, "depth {depth}");
         }

@@ -217,6 +217,7 @@ impl Sink for Xxh3Default {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

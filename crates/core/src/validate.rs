@@ -177,6 +177,7 @@ pub fn validate_batch(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
