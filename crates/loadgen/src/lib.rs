@@ -1,1 +1,45 @@
-//! rampart-loadgen: Synthetic attack traffic with its ground truth
+//! rampart-loadgen: synthetic attack traffic with its ground truth.
+//!
+//! Owns: the synthetic internet ([`World`]: countries, ASNs, prefixes, source
+//! populations, sector-tagged target ranges) and the files that describe it
+//! (sector table; MMDB files through `rampart_enrich`'s writer), the
+//! deterministic event [`Generator`] with deliberate faults (duplicates, jitter,
+//! late events, bursts, malformed messages), batching into Kafka-ready
+//! [`Record`]s partitioned by source IP ([`RecordStream`]), the exact
+//! per-partition input sequences the ground truth is computed from
+//! ([`partition_sequences`]), and a record file format ([`RecordWriter`],
+//! [`RecordReader`]).
+//!
+//! Must not know about: Kafka clients, tokio, the wall clock, terminals. The
+//! same seeds and settings give the same bytes; sending records to a broker,
+//! progress display and verification belong to the CLI.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use rampart_loadgen::*;
+//! let world = Arc::new(World::new(WorldConfig { sources: 10_000, ..WorldConfig::default() }).unwrap());
+//! let gen = Generator::new(world, GenConfig::default()).unwrap();
+//! let records: Vec<Record> =
+//!     RecordStream::new(gen, RecordConfig::default(), Limit::Events(10_000)).unwrap().collect();
+//! assert!(!records.is_empty());
+//! ```
+
+mod data;
+mod error;
+mod event;
+mod file;
+mod generator;
+mod record;
+mod rng;
+mod world;
+
+pub use data::{SECTORS, UNKNOWN_SECTOR_WEIGHT};
+pub use error::LoadgenError;
+pub use event::{Event, IpBytes};
+pub use file::{MAGIC, MAX_FRAME, RecordReader, RecordWriter};
+pub use generator::{BurstConfig, BurstTarget, Fault, GenConfig, GenStats, Generated, Generator};
+pub use record::{
+    Limit, MalformedKind, Record, RecordConfig, RecordStats, RecordStream, partition_for_key,
+    partition_sequences,
+};
+pub use world::{Asn, Country, OriginNetwork, TargetRange, World, WorldConfig, WorldEnricher};

@@ -1,0 +1,700 @@
+//! The synthetic internet a run draws from: countries, their ASNs and prefixes,
+//! the source populations inside each country, and the sensors' target ranges
+//! split into sectors.
+//!
+//! The `World` is the single source of truth: the MMDB files and the sector
+//! table a run writes, the enricher the ground truth uses ([`WorldEnricher`]) and
+//! the events the generator draws are all read from the same tables, so the
+//! rollups computed from them agree.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+use rampart_core::enrich::{Enricher, Origin, SectorId};
+
+use crate::data;
+use crate::error::LoadgenError;
+use crate::event::IpBytes;
+use crate::rng::{Alias, Rng, mix64};
+
+/// Sizes and shape of the synthetic internet. Defaults are documented per field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorldConfig {
+    /// Seed of everything in the world (default 1).
+    pub seed: u64,
+    /// ASNs over all countries (default 20 000; every country gets at least 2).
+    pub asns: u32,
+    /// IPv4 /24 prefixes over all ASNs (default 60 000; every ASN gets at least 1).
+    pub prefixes: u32,
+    /// Distinct potential source addresses over all countries (default 1 000 000).
+    pub sources: u32,
+    /// Share of ASNs (besides each country's first) that also announce an IPv6 /48 (default 0.15).
+    pub ipv6_asn_share: f64,
+    /// Zipf–Mandelbrot exponent `s` of source activity inside a country (default 1.4).
+    pub zipf_s: f64,
+    /// Zipf–Mandelbrot offset `q` (default 3.0): weight of rank k is 1/(k+q)^s.
+    pub zipf_q: f64,
+    /// IPv4 /16 blocks reserved for the sensors' target ranges (default 8).
+    pub target_slash16s: u32,
+    /// Number of sensors; each target range belongs to one (default 8).
+    pub sensors: u16,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        WorldConfig {
+            seed: 1,
+            asns: 20_000,
+            prefixes: 60_000,
+            sources: 1_000_000,
+            ipv6_asn_share: 0.15,
+            zipf_s: 1.4,
+            zipf_q: 3.0,
+            target_slash16s: 8,
+            sensors: 8,
+        }
+    }
+}
+
+impl WorldConfig {
+    fn check(&self) -> Result<(), LoadgenError> {
+        let bad = |what: &str| Err(LoadgenError::Config(what.to_string()));
+        if self.asns == 0 || self.prefixes == 0 || self.sources == 0 {
+            return bad("world: asns, prefixes and sources must be > 0");
+        }
+        if !(0.0..=1.0).contains(&self.ipv6_asn_share) {
+            return bad("world: ipv6_asn_share must be within 0..=1");
+        }
+        if !(self.zipf_s.is_finite()
+            && self.zipf_s > 0.0
+            && self.zipf_q.is_finite()
+            && self.zipf_q >= 0.0)
+        {
+            return bad("world: zipf_s must be > 0 and zipf_q >= 0");
+        }
+        if self.target_slash16s < 2 || self.target_slash16s > 64 {
+            return bad("world: target_slash16s must be within 2..=64");
+        }
+        if self.sensors == 0 || self.sensors > 99 {
+            return bad("world: sensors must be within 1..=99");
+        }
+        Ok(())
+    }
+}
+
+/// One origin country.
+#[derive(Clone, Debug)]
+pub struct Country {
+    /// ISO 3166-1 alpha-2 code, upper case.
+    pub code: [u8; 2],
+    /// Share of generated traffic (fractions over all countries sum to 1).
+    pub weight: f64,
+    /// Indices of its ASNs in [`World::asns`].
+    pub asns: std::ops::Range<usize>,
+    /// Its /24 prefixes (network address as u32), shuffled: source rank r lives in `v4[r % len]`.
+    pub(crate) v4: Vec<u32>,
+    /// Its IPv6 /48s (first 6 bytes).
+    pub(crate) v6: Vec<[u8; 6]>,
+    /// Zipf–Mandelbrot over source ranks.
+    pub(crate) zipf: Alias,
+    /// Host permutation offset (so rank 0 is not always `.1`).
+    pub(crate) host_off: u32,
+    pub(crate) salt: u64,
+}
+
+impl Country {
+    /// The code as `&str`.
+    pub fn code_str(&self) -> &str {
+        std::str::from_utf8(&self.code).unwrap_or("ZZ")
+    }
+
+    /// Number of potential sources (ranks) in this country.
+    pub fn sources(&self) -> usize {
+        self.zipf.len()
+    }
+
+    /// IPv4 source address of the source ranked `rank` (0 = most active).
+    #[inline]
+    pub(crate) fn v4_source(&self, rank: u64) -> [u8; 4] {
+        let p = self.v4.len().max(1) as u64;
+        let prefix = self.v4.get((rank % p) as usize).copied().unwrap_or(0);
+        let host = 1 + ((rank / p) * 79 + u64::from(self.host_off)) % 254;
+        (prefix | host as u32).to_be_bytes()
+    }
+
+    /// IPv6 source address of the source ranked `rank`, if the country has IPv6.
+    #[inline]
+    pub(crate) fn v6_source(&self, rank: u64) -> Option<[u8; 16]> {
+        let p = self.v6.len() as u64;
+        let prefix = self.v6.get((rank % p.max(1)) as usize)?;
+        let mut a = [0u8; 16];
+        a[..6].copy_from_slice(prefix);
+        a[8..].copy_from_slice(&mix64(rank ^ self.salt).to_be_bytes());
+        Some(a)
+    }
+}
+
+/// One autonomous system.
+#[derive(Clone, Debug)]
+pub struct Asn {
+    /// AS number.
+    pub number: u32,
+    /// Organisation name (MMDB `autonomous_system_organization`).
+    pub org: String,
+    /// Index of its country in [`World::countries`].
+    pub country: usize,
+    /// Its /24 prefixes (network address as u32).
+    pub v4: Vec<u32>,
+    /// Its IPv6 /48s (first 6 bytes).
+    pub v6: Vec<[u8; 6]>,
+}
+
+/// One target range of the sensor side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetRange {
+    /// Network address.
+    pub addr: IpAddr,
+    /// CIDR prefix length.
+    pub prefix_len: u8,
+    /// Index into [`SECTORS`](crate::SECTORS), `None` for unmatched space ("unknown").
+    pub sector: Option<usize>,
+    /// Index of the sensor watching it (into [`World::sensor_name`]).
+    pub sensor: u16,
+}
+
+/// One network of the origin MMDB files.
+#[derive(Clone, Copy, Debug)]
+pub struct OriginNetwork<'a> {
+    /// Network address.
+    pub addr: IpAddr,
+    /// CIDR prefix length (24 for IPv4, 48 for IPv6).
+    pub prefix_len: u8,
+    /// ISO country code.
+    pub country: &'a str,
+    /// AS number.
+    pub asn: u32,
+    /// AS organisation.
+    pub as_org: &'a str,
+}
+
+/// Number of destination classes: the 16 sectors plus "unknown" (index 16).
+pub(crate) const CLASSES: usize = 17;
+pub(crate) const UNKNOWN_CLASS: usize = 16;
+
+/// The synthetic internet. Build once per run with [`World::new`]; share it (it is read-only).
+#[derive(Debug)]
+pub struct World {
+    config: WorldConfig,
+    countries: Vec<Country>,
+    asns: Vec<Asn>,
+    pub(crate) country_alias: Alias,
+    targets: Vec<TargetRange>,
+    /// IPv4 target ranges sorted by start: (start, size, index into `targets`).
+    v4_targets: Vec<(u32, u32, usize)>,
+    /// Per class: IPv4 target indices (into `v4_targets`) and an alias by size.
+    pub(crate) class_blocks: Vec<(Vec<usize>, Alias)>,
+    pub(crate) class_alias: Alias,
+    /// Per class: its IPv6 /48 and sensor.
+    pub(crate) class_v6: Vec<([u8; 6], u16)>,
+    v4_owner: HashMap<u32, u32>,
+    v6_owner: HashMap<[u8; 6], u32>,
+    sensor_names: Vec<String>,
+}
+
+fn public_slash20(block: u32) -> bool {
+    let addr = block << 12;
+    let [a, b, c, _] = addr.to_be_bytes();
+    !(a == 0
+        || a == 10
+        || a == 127
+        || a >= 224
+        || (a == 100 && (b & 0xC0) == 64)
+        || (a == 169 && b == 254)
+        || (a == 172 && (b & 0xF0) == 16)
+        || (a == 192 && (b == 0 || b == 88 || b == 168))
+        || (a == 198 && (b == 18 || b == 19 || b == 51))
+        || (a == 203 && b == 0)
+        || (a == 233 && c == 0))
+}
+
+impl World {
+    /// Builds the world for `config`. Deterministic: the same config gives the same world.
+    pub fn new(config: WorldConfig) -> Result<World, LoadgenError> {
+        config.check()?;
+        let mut rng = Rng::new(config.seed, 0x0057_4f52_4c44);
+
+        // Country weights: explicit top shares, the rest Zipf-like over the tail.
+        let top_sum: f64 = data::TOP_COUNTRIES.iter().map(|(_, w)| w).sum();
+        let tail_raw: Vec<f64> = (0..data::TAIL_COUNTRIES.len())
+            .map(|k| 1.0 / ((k as f64) + 8.0).powf(1.1))
+            .collect();
+        let tail_sum: f64 = tail_raw.iter().sum();
+        let tail_mass = (100.0 - top_sum).max(0.0);
+        let mut codes_weights: Vec<([u8; 2], f64)> = Vec::new();
+        for (c, w) in data::TOP_COUNTRIES {
+            codes_weights.push((code2(c), w / 100.0));
+        }
+        for (c, w) in data::TAIL_COUNTRIES.iter().zip(&tail_raw) {
+            codes_weights.push((code2(c), tail_mass * w / tail_sum / 100.0));
+        }
+
+        // Reserve the target /16s first.
+        let mut used20: HashSet<u32> = HashSet::new();
+        let mut target16: Vec<u32> = Vec::new();
+        while target16.len() < config.target_slash16s as usize {
+            let b16 = (rng.next_u64() >> 48) as u32;
+            let all_public = (0..16).all(|i| public_slash20((b16 << 4) | i));
+            if all_public && !target16.contains(&b16) {
+                target16.push(b16);
+                for i in 0..16 {
+                    used20.insert((b16 << 4) | i);
+                }
+            }
+        }
+
+        // ASNs and prefixes per country.
+        let pow_sum = |e: f64| codes_weights.iter().map(|(_, w)| w.powf(e)).sum::<f64>();
+        let asn_norm = pow_sum(0.6);
+        let pfx_norm = pow_sum(0.8);
+        let mut used_asn: HashSet<u32> = data::KNOWN_ASNS.iter().map(|(_, n, _)| *n).collect();
+        let mut used_v6: HashSet<[u8; 6]> = HashSet::new();
+        let mut countries = Vec::with_capacity(codes_weights.len());
+        let mut asns: Vec<Asn> = Vec::with_capacity(config.asns as usize + 256);
+        let v6_prob = crate::rng::Prob::new(config.ipv6_asn_share);
+        for (ci, (code, w)) in codes_weights.iter().enumerate() {
+            let n_asn = ((f64::from(config.asns) * w.powf(0.6) / asn_norm).round() as usize).max(2);
+            let n_pfx =
+                ((f64::from(config.prefixes) * w.powf(0.8) / pfx_norm).round() as usize).max(n_asn);
+            let first = asns.len();
+            let known: Vec<&(&str, u32, &str)> = data::KNOWN_ASNS
+                .iter()
+                .filter(|(c, _, _)| code2(c) == *code)
+                .collect();
+            // Prefix counts: one each, the rest Zipf 1/(j+1) over the ASNs.
+            let hsum: f64 = (0..n_asn).map(|j| 1.0 / (j as f64 + 1.0)).sum();
+            let extra = n_pfx - n_asn;
+            let mut counts: Vec<usize> = (0..n_asn)
+                .map(|j| 1 + (extra as f64 / (j as f64 + 1.0) / hsum) as usize)
+                .collect();
+            let assigned: usize = counts.iter().sum();
+            if let Some(c0) = counts.first_mut() {
+                *c0 += n_pfx.saturating_sub(assigned);
+            }
+            for (j, count) in counts.iter().enumerate() {
+                let (number, org) = match known.get(j) {
+                    Some((_, n, o)) => (*n, (*o).to_string()),
+                    None => {
+                        let n = loop {
+                            let n = if rng.below(10) < 3 {
+                                rng.range_u64(1, 64_495) as u32
+                            } else {
+                                rng.range_u64(131_072, 401_308) as u32
+                            };
+                            if n != 23_456 && used_asn.insert(n) {
+                                break n;
+                            }
+                        };
+                        let cs = std::str::from_utf8(code).unwrap_or("ZZ");
+                        (n, format!("{cs}-NET-AS{n}"))
+                    }
+                };
+                let mut v4 = Vec::with_capacity(*count);
+                while v4.len() < *count {
+                    let block = loop {
+                        let b = (rng.next_u64() >> 44) as u32;
+                        if public_slash20(b) && used20.insert(b) {
+                            break b;
+                        }
+                    };
+                    let take = (*count - v4.len()).min(16) as u32;
+                    for i in 0..take {
+                        v4.push((block << 12) | (i << 8));
+                    }
+                }
+                let mut v6 = Vec::new();
+                if j == 0 || rng.chance(v6_prob) {
+                    let p = loop {
+                        let hextets = data::V6_SOURCE_HEXTETS;
+                        let h = hextets
+                            .get(rng.below(hextets.len() as u64) as usize)
+                            .copied()
+                            .unwrap_or(0x2400);
+                        let r = rng.next_u64();
+                        let mut p = [0u8; 6];
+                        p[..2].copy_from_slice(&h.to_be_bytes());
+                        p[2..].copy_from_slice(&(r as u32).to_be_bytes());
+                        if used_v6.insert(p) {
+                            break p;
+                        }
+                    };
+                    v6.push(p);
+                }
+                asns.push(Asn {
+                    number,
+                    org,
+                    country: ci,
+                    v4,
+                    v6,
+                });
+            }
+            let range = first..asns.len();
+            let mut v4: Vec<u32> = asns[range.clone()]
+                .iter()
+                .flat_map(|a| a.v4.iter().copied())
+                .collect();
+            let mut v6: Vec<[u8; 6]> = asns[range.clone()]
+                .iter()
+                .flat_map(|a| a.v6.iter().copied())
+                .collect();
+            shuffle(&mut v4, &mut rng);
+            shuffle(&mut v6, &mut rng);
+            let n_src =
+                ((f64::from(config.sources) * w).round() as usize).clamp(64, v4.len() * 254);
+            let zw: Vec<f64> = (1..=n_src)
+                .map(|k| 1.0 / (k as f64 + config.zipf_q).powf(config.zipf_s))
+                .collect();
+            countries.push(Country {
+                code: *code,
+                weight: *w,
+                asns: range,
+                v4,
+                v6,
+                zipf: Alias::new(&zw),
+                host_off: rng.below(254) as u32,
+                salt: rng.next_u64(),
+            });
+        }
+        let country_alias = Alias::new(&countries.iter().map(|c| c.weight).collect::<Vec<_>>());
+
+        let mut v4_owner = HashMap::new();
+        let mut v6_owner = HashMap::new();
+        for (i, a) in asns.iter().enumerate() {
+            for p in &a.v4 {
+                v4_owner.insert(p >> 8, i as u32);
+            }
+            for p in &a.v6 {
+                v6_owner.insert(*p, i as u32);
+            }
+        }
+
+        // Target ranges: carve each reserved /16 into /20../24 blocks.
+        let sensors = config.sensors;
+        let mut targets = Vec::new();
+        let mut class_w: Vec<f64> = data::SECTORS.iter().map(|(_, w)| *w).collect();
+        class_w.push(data::UNKNOWN_SECTOR_WEIGHT);
+        let block_class_alias = Alias::new(&class_w);
+        let len_alias = Alias::new(&[0.3, 0.2, 0.2, 0.15, 0.15]);
+        target16.sort_unstable();
+        for b16 in &target16 {
+            let base = b16 << 16;
+            let mut off: u32 = 0;
+            while off < 65_536 {
+                let mut len = 20 + len_alias.sample(&mut rng) as u32;
+                while !off.is_multiple_of(1u32 << (32 - len)) {
+                    len += 1;
+                }
+                let class = if targets.len() < CLASSES {
+                    targets.len()
+                } else {
+                    block_class_alias.sample(&mut rng)
+                };
+                let sensor = (targets.len() % usize::from(sensors)) as u16;
+                targets.push(TargetRange {
+                    addr: IpAddr::V4(Ipv4Addr::from(base + off)),
+                    prefix_len: len as u8,
+                    sector: (class != UNKNOWN_CLASS).then_some(class),
+                    sensor,
+                });
+                off += 1u32 << (32 - len);
+            }
+        }
+        let mut v4_targets: Vec<(u32, u32, usize)> = targets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| match t.addr {
+                IpAddr::V4(a) => Some((u32::from(a), 1u32 << (32 - u32::from(t.prefix_len)), i)),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        v4_targets.sort_unstable();
+        let mut class_blocks = Vec::with_capacity(CLASSES);
+        for class in 0..CLASSES {
+            let idx: Vec<usize> = v4_targets
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, _, ti))| class_of(&targets[*ti]) == class)
+                .map(|(i, _)| i)
+                .collect();
+            let w: Vec<f64> = idx.iter().map(|i| f64::from(v4_targets[*i].1)).collect();
+            class_blocks.push((idx, Alias::new(&w)));
+        }
+        let mut class_v6 = Vec::with_capacity(CLASSES);
+        for class in 0..CLASSES {
+            let mut p = [0u8; 6];
+            p[..4].copy_from_slice(&data::V6_TARGET_32);
+            p[4..].copy_from_slice(&(class as u16 + 1).to_be_bytes());
+            let sensor = (class % usize::from(sensors)) as u16;
+            let mut a = [0u8; 16];
+            a[..6].copy_from_slice(&p);
+            targets.push(TargetRange {
+                addr: IpAddr::V6(Ipv6Addr::from(a)),
+                prefix_len: 48,
+                sector: (class != UNKNOWN_CLASS).then_some(class),
+                sensor,
+            });
+            class_v6.push((p, sensor));
+        }
+        let sensor_names = (1..=2 * u32::from(sensors))
+            .map(|i| format!("sensor-{i:02}"))
+            .collect();
+
+        Ok(World {
+            config,
+            countries,
+            asns,
+            country_alias,
+            targets,
+            v4_targets,
+            class_blocks,
+            class_alias: Alias::new(&class_w),
+            class_v6,
+            v4_owner,
+            v6_owner,
+            sensor_names,
+        })
+    }
+
+    /// The configuration the world was built from.
+    pub fn config(&self) -> &WorldConfig {
+        &self.config
+    }
+
+    /// All countries, in weight order (top countries first).
+    pub fn countries(&self) -> &[Country] {
+        &self.countries
+    }
+
+    /// All ASNs.
+    pub fn asns(&self) -> &[Asn] {
+        &self.asns
+    }
+
+    /// All target ranges (IPv4 and IPv6), including unmatched ones (`sector: None`).
+    pub fn targets(&self) -> &[TargetRange] {
+        &self.targets
+    }
+
+    /// Name of sensor `i`; sensors `n..2n` are the peers that send overlapping copies.
+    pub fn sensor_name(&self, i: u16) -> &str {
+        self.sensor_names
+            .get(usize::from(i))
+            .map(String::as_str)
+            .unwrap_or("sensor-00")
+    }
+
+    /// Number of primary sensors.
+    pub fn sensors(&self) -> u16 {
+        self.config.sensors
+    }
+
+    /// Every origin network (one /24 or /48 each) with its country and ASN:
+    /// exactly what the MMDB files hold.
+    pub fn origin_networks(&self) -> impl Iterator<Item = OriginNetwork<'_>> + '_ {
+        self.asns.iter().flat_map(move |a| {
+            let country = self
+                .countries
+                .get(a.country)
+                .map(Country::code_str)
+                .unwrap_or("ZZ");
+            let v4 = a.v4.iter().map(move |p| OriginNetwork {
+                addr: IpAddr::V4(Ipv4Addr::from(*p)),
+                prefix_len: 24,
+                country,
+                asn: a.number,
+                as_org: &a.org,
+            });
+            let v6 = a.v6.iter().map(move |p| {
+                let mut b = [0u8; 16];
+                b[..6].copy_from_slice(p);
+                OriginNetwork {
+                    addr: IpAddr::V6(Ipv6Addr::from(b)),
+                    prefix_len: 48,
+                    country,
+                    asn: a.number,
+                    as_org: &a.org,
+                }
+            });
+            v4.chain(v6)
+        })
+    }
+
+    /// Origin (country, ASN) of a source address, `Origin::UNKNOWN` outside the world.
+    pub fn origin(&self, ip: &[u8]) -> Origin {
+        let owner = match ip.len() {
+            4 => {
+                let a = u32::from_be_bytes([ip[0], ip[1], ip[2], ip[3]]);
+                self.v4_owner.get(&(a >> 8))
+            }
+            16 => {
+                let mut p = [0u8; 6];
+                p.copy_from_slice(&ip[..6]);
+                self.v6_owner.get(&p)
+            }
+            _ => None,
+        };
+        owner
+            .and_then(|i| self.asns.get(*i as usize))
+            .and_then(|a| {
+                Some(Origin {
+                    country: self.countries.get(a.country)?.code,
+                    asn: a.number,
+                })
+            })
+            .unwrap_or(Origin::UNKNOWN)
+    }
+
+    /// Sector index (into [`SECTORS`](crate::SECTORS)) of a destination, `None` = "unknown".
+    pub fn sector(&self, ip: &[u8]) -> Option<usize> {
+        match ip.len() {
+            4 => {
+                let a = u32::from_be_bytes([ip[0], ip[1], ip[2], ip[3]]);
+                let i = self.v4_targets.partition_point(|(s, _, _)| *s <= a);
+                let (s, size, ti) = *self.v4_targets.get(i.checked_sub(1)?)?;
+                if u64::from(a) < u64::from(s) + u64::from(size) {
+                    self.targets.get(ti)?.sector
+                } else {
+                    None
+                }
+            }
+            16 => {
+                if ip[..4] != data::V6_TARGET_32 || ip[4] != 0 {
+                    return None;
+                }
+                let class = usize::from(ip[5]).checked_sub(1)?;
+                (class < UNKNOWN_CLASS && ip[5] as usize == class + 1).then_some(class)
+            }
+            _ => None,
+        }
+    }
+
+    /// A destination of destination class `class` (sector index, or 16 for
+    /// unmatched space) and the sensor that sees it.
+    #[inline]
+    pub(crate) fn pick_target(&self, class: usize, v6: bool, rng: &mut Rng) -> (IpBytes, u16) {
+        if v6 && let Some((p, sensor)) = self.class_v6.get(class) {
+            let mut a = [0u8; 16];
+            a[..6].copy_from_slice(p);
+            a[6..14].copy_from_slice(&rng.next_u64().to_be_bytes());
+            a[14..].copy_from_slice(&(1 + rng.below(0xFFFE) as u16).to_be_bytes());
+            return (IpBytes::v6(a), *sensor);
+        }
+        let block = match self.class_blocks.get(class) {
+            Some((idx, alias)) if !idx.is_empty() => {
+                idx.get(alias.sample(rng)).copied().unwrap_or(0)
+            }
+            _ => rng.below(self.v4_targets.len() as u64) as usize,
+        };
+        match self.v4_targets.get(block) {
+            Some((start, size, ti)) => {
+                let host = start + rng.below(u64::from(*size)) as u32;
+                let sensor = self.targets.get(*ti).map(|t| t.sensor).unwrap_or(0);
+                (IpBytes::v4(host.to_be_bytes()), sensor)
+            }
+            None => (IpBytes::v4([192, 0, 2, 1]), 0),
+        }
+    }
+
+    /// Writes the sector table: CSV `cidr,sector` with a header line, one row
+    /// per sector range (unmatched ranges are absent, so they stay "unknown").
+    pub fn write_sector_table(&self, path: &Path) -> Result<(), LoadgenError> {
+        let io = |e| LoadgenError::Io {
+            path: path.display().to_string(),
+            source: e,
+        };
+        let f = std::fs::File::create(path).map_err(io)?;
+        let mut w = std::io::BufWriter::new(f);
+        writeln!(w, "cidr,sector").map_err(io)?;
+        for t in &self.targets {
+            if let Some(s) = t.sector {
+                let slug = data::SECTORS.get(s).map(|(n, _)| *n).unwrap_or("unknown");
+                writeln!(w, "{}/{},cisa:{}", t.addr, t.prefix_len, slug).map_err(io)?;
+            }
+        }
+        w.flush().map_err(io)
+    }
+
+    /// An [`Enricher`] answering from the world's own tables (no MMDB, no CSV):
+    /// the ground truth's independent view of origin and sector.
+    pub fn enricher(&self) -> WorldEnricher<'_> {
+        WorldEnricher { world: self }
+    }
+}
+
+fn class_of(t: &TargetRange) -> usize {
+    t.sector.unwrap_or(UNKNOWN_CLASS)
+}
+
+fn code2(c: &str) -> [u8; 2] {
+    let b = c.as_bytes();
+    [
+        b.first().copied().unwrap_or(b'Z'),
+        b.get(1).copied().unwrap_or(b'Z'),
+    ]
+}
+
+fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// [`Enricher`] over a [`World`]. Sector ids: `SectorId(i + 1)` for `SECTORS[i]`,
+/// `SectorId::UNKNOWN` otherwise.
+#[derive(Clone, Copy, Debug)]
+pub struct WorldEnricher<'a> {
+    world: &'a World,
+}
+
+/// Sector names as `taxonomy:code`, index = `SectorId.0` (0 is "unknown").
+pub(crate) static SECTOR_NAMES: [&str; 17] = [
+    "unknown",
+    "cisa:information-technology",
+    "cisa:communications",
+    "cisa:financial-services",
+    "cisa:government-facilities",
+    "cisa:healthcare-public-health",
+    "cisa:energy",
+    "cisa:commercial-facilities",
+    "cisa:critical-manufacturing",
+    "cisa:transportation-systems",
+    "cisa:water-wastewater",
+    "cisa:chemical",
+    "cisa:food-agriculture",
+    "cisa:defense-industrial-base",
+    "cisa:emergency-services",
+    "cisa:nuclear",
+    "cisa:dams",
+];
+
+impl Enricher for WorldEnricher<'_> {
+    fn origin(&mut self, src: &[u8]) -> Origin {
+        self.world.origin(src)
+    }
+
+    fn sector(&mut self, dst: &[u8]) -> SectorId {
+        match self.world.sector(dst) {
+            Some(i) => SectorId(i as u16 + 1),
+            None => SectorId::UNKNOWN,
+        }
+    }
+
+    fn sector_name(&self, id: SectorId) -> &str {
+        SECTOR_NAMES
+            .get(usize::from(id.0))
+            .copied()
+            .unwrap_or("unknown")
+    }
+}
