@@ -280,9 +280,12 @@ pub fn run<E: Enricher + ?Sized>(
                     }
                 }
                 let id = identity(&cfg.fingerprint, e);
-                let dup = remembered.contains_key(&id);
-                if !dup {
-                    let b = t.div_euclid(bucket_ms);
+                let b = t.div_euclid(bucket_ms);
+                // An event whose own bucket already expired is never remembered.
+                let expired =
+                    watermark.is_some_and(|w| (b + 1) * bucket_ms <= w - cfg.dedup.horizon_ms);
+                let dup = !expired && remembered.contains_key(&id);
+                if !dup && !expired {
                     remembered.insert(id.clone(), b);
                     by_bucket.entry(b).or_default().push(id);
                 }
