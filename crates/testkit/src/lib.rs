@@ -443,6 +443,7 @@ fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use rdkafka::Message;
