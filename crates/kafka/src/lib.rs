@@ -1,1 +1,22 @@
-//! rampart-kafka: rdkafka source and sink: consumer groups, transactions, topics, offsets with replay metadata
+//! rampart-kafka: rampart's Kafka I/O on rdkafka (librdkafka).
+//!
+//! Owns: client configurations with rampart's defaults ([`config`]), topic specs and idempotent
+//! creation ([`topics`]), dead-letter records ([`dlq`]), the bare-consumer throughput yardstick
+//! ([`bare`]) and the error type with its retryable tag ([`Error`]).
+//!
+//! Must not know: rampart's event schema, windows or rollups (payloads are bytes here), nor how
+//! Kafka is provisioned for tests (that is `rampart-testkit`).
+
+pub mod bare;
+pub mod config;
+pub mod dlq;
+mod error;
+pub mod topics;
+
+pub use bare::{ConsumeRate, bare_consume_rate};
+pub use config::{
+    Overrides, admin_config, consumer_config, producer_config, transactional_producer_config,
+};
+pub use dlq::{DlqHeaders, DlqRecord};
+pub use error::{Error, code_is_retryable, kafka_error_is_retryable};
+pub use topics::{EnsureReport, TopicSpec, ensure_topics, partition_count};
