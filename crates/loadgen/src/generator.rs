@@ -13,9 +13,11 @@ use crate::event::{Event, IpBytes};
 use crate::rng::{Alias, Prob, Rng, mix64};
 use crate::world::World;
 
-/// Periodic bursts: every `period_ms` of event time, for `duration_ms`, a share
-/// `share` of all events is redirected to one country or one sector (chosen
-/// from the seed and the period's index, see [`Generator::burst_at`]).
+/// Periodic bursts: the last `duration_ms` of every `period_ms` of event time
+/// (counted from the epoch), a share `share` of all events is redirected to
+/// one country or one sector (chosen from the seed and the period's index, see
+/// [`Generator::burst_at`]). With the defaults, the first burst runs from
+/// 9 to 10 minutes after the epoch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BurstConfig {
     /// Default 600 000 (10 min).
@@ -317,7 +319,7 @@ impl Generator {
     pub fn burst_at(&self, t_ms: i64) -> Option<BurstTarget> {
         let b = self.cfg.bursts.as_ref()?;
         let rel = t_ms.checked_sub(self.cfg.epoch_ms)?;
-        if rel < 0 || rel % b.period_ms >= b.duration_ms {
+        if rel < 0 || rel % b.period_ms < b.period_ms - b.duration_ms {
             return None;
         }
         let k = (rel / b.period_ms) as u64;

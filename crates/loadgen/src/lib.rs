@@ -7,7 +7,7 @@
 //! late events, bursts, malformed messages), batching into Kafka-ready
 //! [`Record`]s partitioned by source IP ([`RecordStream`]), the exact
 //! per-partition input sequences the ground truth is computed from
-//! ([`partition_sequences`]), and a record file format ([`RecordWriter`],
+//! ([`partition_sequences`], [`ground_truth`] via `rampart_core::model`), and a record file format ([`RecordWriter`],
 //! [`RecordReader`]).
 //!
 //! Must not know about: Kafka clients, tokio, the wall clock, terminals. The
@@ -39,7 +39,7 @@ pub use event::{Event, IpBytes};
 pub use file::{MAGIC, MAX_FRAME, RecordReader, RecordWriter};
 pub use generator::{BurstConfig, BurstTarget, Fault, GenConfig, GenStats, Generated, Generator};
 pub use record::{
-    Limit, MalformedKind, Record, RecordConfig, RecordStats, RecordStream, partition_for_key,
-    partition_sequences,
+    Limit, MalformedKind, Record, RecordConfig, RecordStats, RecordStream, ground_truth,
+    model_inputs, partition_for_key, partition_sequences,
 };
 pub use world::{Asn, Country, OriginNetwork, TargetRange, World, WorldConfig, WorldEnricher};

@@ -4,12 +4,16 @@
 use std::collections::VecDeque;
 
 use prost::Message;
+use rampart_core::ingest::IngestConfig;
+use rampart_core::model::{ModelInput, ModelOutput};
+use rampart_core::validate::Rejection;
 use rampart_proto::v1::AttackEventBatch;
 
 use crate::error::LoadgenError;
 use crate::event::{Event, IpBytes, MAX_EVENT_LEN, put_varint};
 use crate::generator::Generator;
 use crate::rng::{Prob, Rng};
+use crate::world::World;
 
 /// One Kafka message: what a producer sends to the raw topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,6 +137,21 @@ impl MalformedKind {
         MalformedKind::ProtocolOutOfRange,
         MalformedKind::EmptyBatch,
     ];
+
+    /// The reason rampart's validation gives for this kind of message.
+    pub fn rejection(self) -> Rejection {
+        match self {
+            MalformedKind::Truncated => Rejection::MalformedProtobuf,
+            MalformedKind::BadSrcIpLength => Rejection::BadSrcIpLength,
+            MalformedKind::BadDstIpLength => Rejection::BadDstIpLength,
+            MalformedKind::ZeroTime => Rejection::MissingTime,
+            MalformedKind::FutureTime => Rejection::TimeInFuture,
+            MalformedKind::UnknownKind => Rejection::UnknownKind,
+            MalformedKind::PortOutOfRange => Rejection::PortOutOfRange,
+            MalformedKind::ProtocolOutOfRange => Rejection::ProtocolOutOfRange,
+            MalformedKind::EmptyBatch => Rejection::EmptyBatch,
+        }
+    }
 }
 
 /// Counters of the records emitted.
@@ -417,4 +436,40 @@ pub fn partition_sequences(
         }
     }
     out
+}
+
+/// The per-partition input of rampart's reference model: each partition's
+/// records in order, offsets from 0, message time = the record timestamp.
+pub fn model_inputs(
+    records: impl IntoIterator<Item = Record>,
+    partitions: u32,
+) -> Vec<Vec<ModelInput>> {
+    partition_sequences(records, partitions)
+        .into_iter()
+        .map(|seq| {
+            seq.into_iter()
+                .enumerate()
+                .map(|(i, (payload, ts))| ModelInput::Message {
+                    offset: i as i64,
+                    payload,
+                    msg_time_ms: Some(ts),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The expected rollups of a run: `rampart_core::model` over the exact
+/// per-partition sequences, enriched from the [`World`]'s own tables (not
+/// from the MMDB/CSV files, so a bug in either path shows as a mismatch).
+/// `flush_all` closes every window at the end (as after an idle advance).
+pub fn ground_truth(
+    records: impl IntoIterator<Item = Record>,
+    partitions: u32,
+    cfg: &IngestConfig,
+    world: &World,
+    flush_all: bool,
+) -> ModelOutput {
+    let inputs = model_inputs(records, partitions);
+    rampart_core::model::run(cfg, &inputs, &mut world.enricher(), flush_all)
 }

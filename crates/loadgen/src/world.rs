@@ -179,6 +179,9 @@ pub struct OriginNetwork<'a> {
     pub as_org: &'a str,
 }
 
+/// `build_epoch` of the MMDB files (2025-01-01T00:00:00Z), fixed for reproducible bytes.
+const MMDB_BUILD_EPOCH: u64 = 1_735_689_600;
+
 /// Number of destination classes: the 16 sectors plus "unknown" (index 16).
 pub(crate) const CLASSES: usize = 17;
 pub(crate) const UNKNOWN_CLASS: usize = 16;
@@ -623,6 +626,27 @@ impl World {
             }
         }
         w.flush().map_err(io)
+    }
+
+    /// Writes the origin databases: a GeoLite2-Country shaped MMDB at
+    /// `country_path` and a GeoLite2-ASN shaped one at `asn_path`, one record
+    /// per world network (the country's English name is its ISO code). The
+    /// build epoch is fixed, so the same world gives the same file bytes.
+    pub fn write_mmdb(&self, country_path: &Path, asn_path: &Path) -> Result<(), LoadgenError> {
+        use rampart_enrich::mmdb_writer::{MmdbWriter, asn_record, country_record};
+        let err =
+            |e: rampart_enrich::mmdb_writer::MmdbWriteError| LoadgenError::Mmdb(e.to_string());
+        let mut country = MmdbWriter::new("GeoLite2-Country").build_epoch(MMDB_BUILD_EPOCH);
+        let mut asn = MmdbWriter::new("GeoLite2-ASN").build_epoch(MMDB_BUILD_EPOCH);
+        for n in self.origin_networks() {
+            country
+                .insert_prefix(n.addr, n.prefix_len, country_record(n.country, n.country))
+                .map_err(err)?;
+            asn.insert_prefix(n.addr, n.prefix_len, asn_record(n.asn, n.as_org))
+                .map_err(err)?;
+        }
+        country.write_to_path(country_path).map_err(err)?;
+        asn.write_to_path(asn_path).map_err(err)
     }
 
     /// An [`Enricher`] answering from the world's own tables (no MMDB, no CSV):

@@ -393,7 +393,9 @@ fn bursts_spike_their_target() {
     };
     let g = Generator::new(world(), cfg).unwrap();
     let w = world();
-    let target = g.burst_at(g.config().epoch_ms + 1).unwrap();
+    assert_eq!(g.burst_at(g.config().epoch_ms + 39_999), None);
+    let target = g.burst_at(g.config().epoch_ms + 40_000).unwrap();
+    assert_eq!(g.burst_at(g.config().epoch_ms + 59_999), Some(target));
     let mut in_burst = (0u64, 0u64);
     let mut outside = (0u64, 0u64);
     let epoch = g.config().epoch_ms;
@@ -407,10 +409,10 @@ fn bursts_spike_their_target() {
             }
             BurstTarget::Sector(s) => w.sector(x.event.dst_ip.as_slice()) == Some(s),
         };
-        let slot = if (clock - epoch) < 20_000 {
-            &mut in_burst
-        } else if (clock - epoch) < 60_000 {
+        let slot = if (clock - epoch) < 40_000 {
             &mut outside
+        } else if (clock - epoch) < 60_000 {
+            &mut in_burst
         } else {
             continue;
         };
