@@ -79,20 +79,48 @@ pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     buf.push(v as u8);
 }
 
-#[inline]
-fn put_uint(buf: &mut Vec<u8>, tag: u8, v: u64) {
-    if v != 0 {
-        buf.push(tag);
-        put_varint(buf, v);
-    }
+/// A bounds-checked cursor over a stack buffer (no capacity checks per byte).
+struct Enc {
+    buf: [u8; MAX_EVENT_LEN],
+    pos: usize,
 }
 
-#[inline]
-fn put_bytes(buf: &mut Vec<u8>, tag: u8, b: &[u8]) {
-    if !b.is_empty() {
-        buf.push(tag);
-        put_varint(buf, b.len() as u64);
-        buf.extend_from_slice(b);
+impl Enc {
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        if let Some(x) = self.buf.get_mut(self.pos) {
+            *x = b;
+            self.pos += 1;
+        }
+    }
+
+    #[inline]
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.byte((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.byte(v as u8);
+    }
+
+    #[inline]
+    fn uint(&mut self, tag: u8, v: u64) {
+        if v != 0 {
+            self.byte(tag);
+            self.varint(v);
+        }
+    }
+
+    #[inline]
+    fn bytes(&mut self, tag: u8, b: &[u8]) {
+        if !b.is_empty() {
+            self.byte(tag);
+            self.varint(b.len() as u64);
+            if let Some(dst) = self.buf.get_mut(self.pos..self.pos + b.len()) {
+                dst.copy_from_slice(b);
+                self.pos += b.len();
+            }
+        }
     }
 }
 
@@ -110,31 +138,54 @@ impl Event {
     /// `sensor_name` is the name of `self.sensor`.
     #[inline]
     pub fn encode(&self, sensor_name: &str, buf: &mut Vec<u8>) {
-        put_uint(buf, 0x08, self.time_ms as u64);
-        put_bytes(buf, 0x12, self.src_ip.as_slice());
-        put_bytes(buf, 0x1A, self.dst_ip.as_slice());
-        put_uint(buf, 0x20, u64::from(self.src_port));
-        put_uint(buf, 0x28, u64::from(self.dst_port));
-        put_uint(buf, 0x30, u64::from(self.protocol));
-        put_uint(buf, 0x38, self.kind as i32 as i64 as u64);
-        put_uint(buf, 0x40, u64::from(self.rule_id));
+        let mut e = Enc {
+            buf: [0; MAX_EVENT_LEN],
+            pos: 0,
+        };
+        e.uint(0x08, self.time_ms as u64);
+        e.bytes(0x12, self.src_ip.as_slice());
+        e.bytes(0x1A, self.dst_ip.as_slice());
+        e.uint(0x20, u64::from(self.src_port));
+        e.uint(0x28, u64::from(self.dst_port));
+        e.uint(0x30, u64::from(self.protocol));
+        e.uint(0x38, self.kind as i32 as i64 as u64);
+        e.uint(0x40, u64::from(self.rule_id));
         if let Some(id) = self.event_id {
-            put_bytes(buf, 0x4A, &hex16(id));
+            e.bytes(0x4A, &hex16(id));
         }
-        put_uint(buf, 0x50, self.packets);
-        put_uint(buf, 0x58, self.bytes);
-        put_bytes(buf, 0x62, sensor_name.as_bytes());
+        e.uint(0x50, self.packets);
+        e.uint(0x58, self.bytes);
+        let fixed = e.pos;
+        buf.extend_from_slice(e.buf.get(..fixed).unwrap_or(&[]));
+        // The sensor name is unbounded in general: append it outside the stack buffer.
+        if !sensor_name.is_empty() {
+            buf.push(0x62);
+            put_varint(buf, sensor_name.len() as u64);
+            buf.extend_from_slice(sensor_name.as_bytes());
+        }
     }
 
     /// Appends this event as one `events` entry of an `AttackEventBatch`
-    /// (field 1, length-delimited).
+    /// (field 1, length-delimited). `scratch` is only used for events of 128
+    /// bytes or more (never the case for generated ones: one length byte).
     #[inline]
     pub fn encode_batch_entry(&self, sensor_name: &str, scratch: &mut Vec<u8>, buf: &mut Vec<u8>) {
-        scratch.clear();
-        self.encode(sensor_name, scratch);
         buf.push(0x0A);
-        put_varint(buf, scratch.len() as u64);
-        buf.extend_from_slice(scratch);
+        let len_at = buf.len();
+        buf.push(0);
+        self.encode(sensor_name, buf);
+        let len = buf.len() - len_at - 1;
+        if len < 0x80 {
+            if let Some(b) = buf.get_mut(len_at) {
+                *b = len as u8;
+            }
+        } else {
+            scratch.clear();
+            scratch.extend_from_slice(buf.get(len_at + 1..).unwrap_or(&[]));
+            buf.truncate(len_at);
+            put_varint(buf, scratch.len() as u64);
+            buf.extend_from_slice(scratch);
+        }
     }
 
     /// The equivalent prost message.
@@ -210,6 +261,14 @@ mod tests {
             };
             assert_eq!(batch, want.encode_to_vec());
             assert!(buf.len() <= MAX_EVENT_LEN);
+            // A long sensor name takes the two-byte length path.
+            let long = "s".repeat(200);
+            let mut batch = Vec::new();
+            ev.encode_batch_entry(&long, &mut scratch, &mut batch);
+            let want = AttackEventBatch {
+                events: vec![ev.to_proto(&long)],
+            };
+            assert_eq!(batch, want.encode_to_vec());
         }
     }
 }

@@ -405,7 +405,7 @@ impl Generator {
         let Some(country) = countries.get(ci).or_else(|| countries.first()) else {
             unreachable_world()
         };
-        let rank = country.zipf.sample(rng) as u64;
+        let rank = country.sample_rank(rng);
         let v6 = rng.chance(self.p_v6) && !country.v6.is_empty();
         let src_ip = match country.v6_source(rank) {
             Some(a) if v6 => IpBytes::v6(a),

@@ -18,9 +18,9 @@
 //! use std::sync::Arc;
 //! use rampart_loadgen::*;
 //! let world = Arc::new(World::new(WorldConfig { sources: 10_000, ..WorldConfig::default() }).unwrap());
-//! let gen = Generator::new(world, GenConfig::default()).unwrap();
+//! let generator = Generator::new(world, GenConfig::default()).unwrap();
 //! let records: Vec<Record> =
-//!     RecordStream::new(gen, RecordConfig::default(), Limit::Events(10_000)).unwrap().collect();
+//!     RecordStream::new(generator, RecordConfig::default(), Limit::Events(10_000)).unwrap().collect();
 //! assert!(!records.is_empty());
 //! ```
 

@@ -172,10 +172,6 @@ impl Alias {
         Alias { slots }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     #[inline]
     pub(crate) fn sample(&self, rng: &mut Rng) -> usize {
         let r = u128::from(rng.next_u64()) * self.slots.len() as u128;

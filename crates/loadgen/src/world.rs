@@ -97,8 +97,15 @@ pub struct Country {
     pub(crate) v4: Vec<u32>,
     /// Its IPv6 /48s (first 6 bytes).
     pub(crate) v6: Vec<[u8; 6]>,
-    /// Zipf–Mandelbrot over source ranks.
+    /// Zipf–Mandelbrot over source ranks, compact so it stays in cache: the
+    /// first `ZIPF_HEAD` ranks one entry each, then buckets of consecutive
+    /// ranks growing by ~6 % each (uniform inside a bucket, whose weights differ
+    /// by < 10 %). A few hundred entries per country whatever its size.
     pub(crate) zipf: Alias,
+    /// First rank of each tail bucket.
+    pub(crate) zipf_starts: Vec<u32>,
+    /// Number of ranks (potential sources).
+    pub(crate) n_sources: u64,
     /// Host permutation offset (so rank 0 is not always `.1`).
     pub(crate) host_off: u32,
     pub(crate) salt: u64,
@@ -112,15 +119,37 @@ impl Country {
 
     /// Number of potential sources (ranks) in this country.
     pub fn sources(&self) -> usize {
-        self.zipf.len()
+        self.n_sources as usize
+    }
+
+    /// Draws a source rank (0 = most active).
+    #[inline]
+    pub(crate) fn sample_rank(&self, rng: &mut Rng) -> u64 {
+        let i = self.zipf.sample(rng) as u64;
+        if i < ZIPF_HEAD {
+            return i;
+        }
+        let b = (i - ZIPF_HEAD) as usize;
+        let start = self.zipf_starts.get(b).map_or(0, |s| u64::from(*s));
+        let end = self
+            .zipf_starts
+            .get(b + 1)
+            .map_or(self.n_sources, |s| u64::from(*s));
+        start + rng.below(end.saturating_sub(start).max(1))
     }
 
     /// IPv4 source address of the source ranked `rank` (0 = most active).
     #[inline]
     pub(crate) fn v4_source(&self, rank: u64) -> [u8; 4] {
         let p = self.v4.len().max(1) as u64;
-        let prefix = self.v4.get((rank % p) as usize).copied().unwrap_or(0);
-        let host = 1 + ((rank / p) * 79 + u64::from(self.host_off)) % 254;
+        // Most ranks are below the prefix count: skip the division then.
+        let (idx, round) = if rank < p {
+            (rank, 0)
+        } else {
+            (rank % p, rank / p)
+        };
+        let prefix = self.v4.get(idx as usize).copied().unwrap_or(0);
+        let host = 1 + (round * 79 + u64::from(self.host_off)) % 254;
         (prefix | host as u32).to_be_bytes()
     }
 
@@ -181,6 +210,9 @@ pub struct OriginNetwork<'a> {
 
 /// `build_epoch` of the MMDB files (2025-01-01T00:00:00Z), fixed for reproducible bytes.
 const MMDB_BUILD_EPOCH: u64 = 1_735_689_600;
+
+/// Ranks sampled individually (the head of the Zipf–Mandelbrot law).
+const ZIPF_HEAD: u64 = 256;
 
 /// Number of destination classes: the 16 sectors plus "unknown" (index 16).
 pub(crate) const CLASSES: usize = 17;
@@ -355,9 +387,18 @@ impl World {
             shuffle(&mut v6, &mut rng);
             let n_src =
                 ((f64::from(config.sources) * w).round() as usize).clamp(64, v4.len() * 254);
-            let zw: Vec<f64> = (1..=n_src)
-                .map(|k| 1.0 / (k as f64 + config.zipf_q).powf(config.zipf_s))
-                .collect();
+            let weight =
+                |rank: usize| 1.0 / (rank as f64 + 1.0 + config.zipf_q).powf(config.zipf_s);
+            let head = n_src.min(ZIPF_HEAD as usize);
+            let mut zw: Vec<f64> = (0..head).map(weight).collect();
+            let mut zipf_starts = Vec::new();
+            let mut start = head;
+            while start < n_src {
+                let end = (start + (start / 16).max(1)).min(n_src);
+                zipf_starts.push(start as u32);
+                zw.push((start..end).map(weight).sum());
+                start = end;
+            }
             countries.push(Country {
                 code: *code,
                 weight: *w,
@@ -365,6 +406,8 @@ impl World {
                 v4,
                 v6,
                 zipf: Alias::new(&zw),
+                n_sources: n_src as u64,
+                zipf_starts,
                 host_off: rng.below(254) as u32,
                 salt: rng.next_u64(),
             });
