@@ -69,6 +69,8 @@ pub struct Event {
 
 /// Upper bound of one encoded event (without the batch field header).
 pub(crate) const MAX_EVENT_LEN: usize = 160;
+/// Sensor names up to this length are encoded in the stack buffer (106 + 2 + 48 <= 160).
+const SHORT_NAME: usize = 48;
 
 #[inline]
 pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
@@ -155,10 +157,15 @@ impl Event {
         }
         e.uint(0x50, self.packets);
         e.uint(0x58, self.bytes);
-        let fixed = e.pos;
-        buf.extend_from_slice(e.buf.get(..fixed).unwrap_or(&[]));
-        // The sensor name is unbounded in general: append it outside the stack buffer.
-        if !sensor_name.is_empty() {
+        // Fields above take at most 106 bytes; short sensor names fit too.
+        if sensor_name.len() <= SHORT_NAME {
+            e.bytes(0x62, sensor_name.as_bytes());
+            // A constant-size copy compiles to a few vector stores (no memmove call).
+            let start = buf.len();
+            buf.extend_from_slice(&e.buf);
+            buf.truncate(start + e.pos);
+        } else {
+            buf.extend_from_slice(e.buf.get(..e.pos).unwrap_or(&[]));
             buf.push(0x62);
             put_varint(buf, sensor_name.len() as u64);
             buf.extend_from_slice(sensor_name.as_bytes());

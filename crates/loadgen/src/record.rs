@@ -12,7 +12,7 @@ use rampart_proto::v1::AttackEventBatch;
 use crate::error::LoadgenError;
 use crate::event::{Event, IpBytes, MAX_EVENT_LEN, put_varint};
 use crate::generator::Generator;
-use crate::rng::{Prob, Rng};
+use crate::rng::{Prob, Rng, mix64};
 use crate::world::World;
 
 /// One Kafka message: what a producer sends to the raw topic.
@@ -29,11 +29,20 @@ pub struct Record {
     pub timestamp_ms: i64,
 }
 
-/// The stable partitioner: xxh3-64 of the key modulo `partitions`. Every event
-/// of one source IP (so every duplicate) lands on one partition. Producers must
-/// set the partition explicitly (Kafka's own partitioners hash differently).
+/// The stable partitioner: every event of one source IP (so every duplicate)
+/// lands on one partition. The hash folds the key in 8-byte big-endian chunks
+/// (the last one zero-padded) through the SplitMix64 finaliser, seeded with the
+/// key length, then takes it modulo `partitions`. Producers must set the
+/// partition explicitly (Kafka's own partitioners hash differently).
+#[inline]
 pub fn partition_for_key(key: &[u8], partitions: u32) -> i32 {
-    (xxhash_rust::xxh3::xxh3_64(key) % u64::from(partitions.max(1))) as i32
+    let mut h = mix64(key.len() as u64);
+    for chunk in key.chunks(8) {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        h = mix64(h ^ u64::from_be_bytes(b));
+    }
+    (h % u64::from(partitions.max(1))) as i32
 }
 
 /// How events become records. Defaults are documented per field.
