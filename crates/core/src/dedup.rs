@@ -34,8 +34,13 @@
 //! capacity, and every entry sits at `max(home, previous entry + 1)`. A miss
 //! stops at the first larger fingerprint (short probes even at 90 % load), an
 //! insert shifts the rest of its run by one slot, and expiry is one forward
-//! compaction pass that drops the expired tags. Shards grow x1.5 at 90 % load,
-//! so the table holds 16 bytes per slot at 60–90 % load: 18–27 bytes per entry.
+//! compaction pass that drops the expired tags. Shards grow x1.25 at 90 % load,
+//! so the table holds 16 bytes per slot at 72–90 % load: 18–22 bytes per entry
+//! while filling (more after expiry empties part of it: capacity is kept).
+//!
+//! Lookups in a large table are bound by memory latency; `check_insert_batch`
+//! touches the home slots of a group of fingerprints first so their cache
+//! misses overlap, which is several times faster than one-by-one calls.
 
 /// Dedup settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -327,6 +332,34 @@ impl Dedup {
         }
     }
 
+    /// `check_insert` for many events: `dup[i]` is set to whether
+    /// `(fps[i], times[i])` was a duplicate, with the same result as calling
+    /// `check_insert` in order. Faster on large tables: the home slots of each
+    /// group of fingerprints are loaded together so their cache misses overlap.
+    /// Processes `min(fps.len(), times.len(), dup.len())` items.
+    pub fn check_insert_batch(&mut self, fps: &[u128], times: &[i64], dup: &mut [bool]) {
+        const GROUP: usize = 16;
+        let n = fps.len().min(times.len()).min(dup.len());
+        let (fps, times, dup) = (&fps[..n], &times[..n], &mut dup[..n]);
+        for ((f, t), d) in fps
+            .chunks(GROUP)
+            .zip(times.chunks(GROUP))
+            .zip(dup.chunks_mut(GROUP))
+        {
+            let mut touch = 0u128;
+            for &fp in f {
+                let key = Self::key_of(fp);
+                if let Some(sh) = self.shards.get(Self::shard_of(key)) {
+                    touch ^= sh.slots.get(Shard::home(key, sh.cap)).copied().unwrap_or(0);
+                }
+            }
+            std::hint::black_box(touch);
+            for ((&fp, &t), d) in f.iter().zip(t).zip(d.iter_mut()) {
+                *d = self.check_insert(fp, t);
+            }
+        }
+    }
+
     /// Makes bucket `b` live (the table is unchanged when it returns true).
     /// Returns false when `b` is too old to get a tag (counted).
     fn admit_bucket(&mut self, b: i64) -> bool {
@@ -355,7 +388,7 @@ impl Dedup {
         let Some(sh) = self.shards.get(si) else {
             return false;
         };
-        let mut new_cap = sh.cap + sh.cap / 2;
+        let mut new_cap = sh.cap + sh.cap / 4;
         loop {
             let new_bytes = (new_cap + slack_for(new_cap)) * SLOT_BYTES;
             if self.stats.bytes as usize + new_bytes > self.cfg.budget_bytes {
@@ -373,7 +406,7 @@ impl Dedup {
                 self.stats.bytes = self.stats.bytes - old_bytes as u64 + nb as u64;
                 return true;
             }
-            new_cap += new_cap / 2;
+            new_cap += new_cap / 4;
         }
         if self.stats.entries == 0 {
             return false;
@@ -547,5 +580,25 @@ mod tests {
         for i in 0..n {
             assert_eq!(d.check_insert(fp(i), 30_000), (i % 20) >= 10, "{i}");
         }
+    }
+
+    #[test]
+    fn batch_equals_sequential() {
+        let mut a = Dedup::new(cfg());
+        let mut b = Dedup::new(cfg());
+        let fps: Vec<u128> = (0..5_000u128)
+            .map(|i| (i % 3_000).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
+            .collect();
+        let times: Vec<i64> = (0..5_000i64).map(|i| i * 7).collect();
+        let mut dup = vec![false; 5_000];
+        a.check_insert_batch(&fps, &times, &mut dup);
+        let want: Vec<bool> = fps
+            .iter()
+            .zip(&times)
+            .map(|(&f, &t)| b.check_insert(f, t))
+            .collect();
+        assert_eq!(dup, want);
+        assert_eq!(dup.iter().filter(|&&d| d).count(), 2_000);
+        assert_eq!(a.stats(), b.stats());
     }
 }
