@@ -14,6 +14,24 @@
 //! same seeds and settings give the same bytes; sending records to a broker,
 //! progress display and verification belong to the CLI.
 //!
+//! Faults, each configurable ([`GenConfig`], [`RecordConfig`]):
+//! - duplicates ([`Fault::ExactDuplicate`]: the same bytes again within
+//!   `duplicate_delay_ms`; [`Fault::SensorCopy`]: same fields, another
+//!   sensor_id, no event_id). rampart's default `Auto` fingerprint (event_id
+//!   when present, else src/dst ip+port, protocol, kind, rule id, 1 s bucket)
+//!   leaves sensor_id out, so sensor copies ARE duplicates for the pipeline;
+//! - bounded jitter (`jitter_ms` + `duplicate_delay_ms` = 3 s by default, under
+//!   rampart's default 5 s out-of-orderness, so only [`Fault::Late`] events are late);
+//! - late events, 10–30 min old by default (beyond window + out-of-orderness +
+//!   allowed lateness);
+//! - bursts of one country or sector ([`BurstConfig`]);
+//! - malformed messages ([`MalformedKind`], each with the `Rejection` rampart gives it).
+//!
+//! Determinism: all randomness is PCG-64 seeded from `GenConfig::seed` /
+//! `WorldConfig::seed` with integer-only sampling; floats only shape the tables
+//! when the world is built. Record timestamps derive from event time, never
+//! from the wall clock.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use rampart_loadgen::*;

@@ -573,3 +573,22 @@ fn bad_configs_are_rejected() {
         .is_err()
     );
 }
+
+#[test]
+fn duration_limit_bounds_event_time() {
+    let cfg = GenConfig {
+        rate: 50_000,
+        ..quiet()
+    };
+    let epoch = cfg.epoch_ms;
+    let g = Generator::new(world(), cfg).unwrap();
+    let rc = RecordConfig {
+        events_per_batch: 500,
+        malformed_share: 0.0,
+        ..RecordConfig::default()
+    };
+    let mut s = RecordStream::new(g, rc, Limit::DurationMs(3_000)).unwrap();
+    let recs: Vec<Record> = s.by_ref().collect();
+    assert_eq!(s.generator().stats().events, 150_000, "3 s at 50 k/s");
+    assert!(recs.iter().all(|r| r.timestamp_ms <= epoch + 3_000 + 5));
+}
