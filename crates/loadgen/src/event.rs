@@ -68,9 +68,9 @@ pub struct Event {
 }
 
 /// Upper bound of one encoded event (without the batch field header).
-pub(crate) const MAX_EVENT_LEN: usize = 160;
-/// Sensor names up to this length are encoded in the stack buffer (106 + 2 + 48 <= 160).
-const SHORT_NAME: usize = 48;
+pub(crate) const MAX_EVENT_LEN: usize = 128;
+/// Sensor names up to this length are encoded in the stack buffer (106 + 2 + 20 <= 128).
+const SHORT_NAME: usize = 20;
 
 #[inline]
 pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
