@@ -232,6 +232,21 @@ fn read_varint(s: &mut &[u8]) -> Result<u64, DecodeError> {
         *s = rest;
         return Ok(u64::from(b));
     }
+    if let Some(arr) = s.first_chunk::<10>() {
+        // Unrolled, bounds-check-free decode when 10 bytes are available.
+        let mut v: u64 = 0;
+        for (i, &b) in arr.iter().enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                if i == 9 && b >= 2 {
+                    return Err(malformed("invalid varint"));
+                }
+                *s = s.get(i + 1..).unwrap_or_default();
+                return Ok(v);
+            }
+        }
+        return Err(malformed("invalid varint"));
+    }
     read_varint_slow(s)
 }
 

@@ -181,8 +181,8 @@ const FORM_AUTO_EVENT_ID: u8 = 1;
 const FORM_AUTO_TUPLE: u8 = 2;
 const FORM_FIELDS: u8 = 3;
 
-/// Stack buffer size; covers every realistic event (ids up to ~200 bytes).
-const STACK: usize = 256;
+/// Stack buffer size; covers the IPv6 tuple (69 bytes) and ids up to 123 bytes.
+const STACK: usize = 128;
 
 trait Sink {
     fn put(&mut self, b: &[u8]);
