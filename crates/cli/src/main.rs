@@ -1,13 +1,91 @@
 //! The `rampart` binary.
 
-use clap::Parser;
+mod cmd_run;
 
-/// rampart: attack-telemetry rollups on Kafka.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// rampart: exact attack-telemetry rollups on Kafka.
+///
+/// Consumes AttackEventBatch messages, drops duplicates, enriches them with
+/// origin (country, ASN, prefix) and target sector, aggregates them in
+/// event-time windows and publishes one final rollup per window, dimension and
+/// key, exactly once.
 #[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about, long_about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "RAMPART_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the pipeline (both stages by default) until SIGINT/SIGTERM.
+    ///
+    /// On a signal it stops consuming, commits what it has processed and
+    /// leaves its consumer groups, then exits 0.
+    Run(cmd_run::RunArgs),
+    /// Check a configuration file (and RAMPART_* overrides); print every error.
+    CheckConfig {
+        /// The TOML configuration file (without it, only defaults and environment).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Run(args) => cmd_run::run(args),
+        Command::CheckConfig { config } => check_config(config),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
+    match rampart_pipeline::config::load(path.as_deref(), std::env::vars()) {
+        Ok(s) => {
+            println!(
+                "configuration ok: brokers {}, input {}, window {} ms, guarantee {:?}",
+                s.raw.kafka.brokers,
+                s.raw.topics.input,
+                s.ingest.window.size_ms,
+                s.raw.processing.guarantee
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprint!("{e}");
+            std::process::exit(2);
+        }
+    }
 }

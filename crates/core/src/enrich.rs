@@ -11,7 +11,10 @@ pub struct Origin {
 }
 
 impl Origin {
-    pub const UNKNOWN: Origin = Origin { country: *b"ZZ", asn: 0 };
+    pub const UNKNOWN: Origin = Origin {
+        country: *b"ZZ",
+        asn: 0,
+    };
 
     /// The country as a `&str` ("ZZ" if the bytes are not ASCII letters).
     pub fn country_str(&self) -> &str {

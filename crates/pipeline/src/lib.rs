@@ -1,1 +1,242 @@
-//! rampart-pipeline: The ingest and merge stages: tasks, bounded channels, backpressure, shutdown, metrics
+//! rampart-pipeline: the ingest and merge stages wired to Kafka.
+//!
+//! Owns: configuration (`config`), the stage loop with checkpoints and
+//! rebalances (`stage`), the two stage handlers (`ingest`, `merge`), metrics
+//! handles (`metrics`) and `run`, which starts the stages a role asks for.
+//! Must not know about: the CLI, terminals, load generation. The per-event
+//! logic lives in `rampart-core`; this crate only moves bytes and state.
+
+pub mod config;
+pub mod ingest;
+pub mod merge;
+pub mod metrics;
+pub mod stage;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use rampart_enrich::Enrichment;
+use rdkafka::ClientConfig;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use tracing::info;
+
+use crate::config::{Guarantee, Settings};
+use crate::ingest::{IngestHandler, IngestWiring};
+use crate::merge::{MergeHandler, MergeWiring};
+use crate::stage::{Stage, StageCounters, StageSettings};
+
+/// Which stages this process runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Both,
+    Ingest,
+    Merge,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot open enrichment data: {0}")]
+    Enrich(#[from] rampart_enrich::EnrichError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rampart_kafka::Error),
+    #[error("{0}")]
+    Other(String),
+    #[error("{0}")]
+    Stage(#[from] stage::StageError),
+    #[error("a stage thread panicked")]
+    Panicked,
+}
+
+/// Counters of the running stages, for progress displays and tests.
+#[derive(Clone, Debug, Default)]
+pub struct RunCounters {
+    pub ingest: Option<Arc<StageCounters>>,
+    pub merge: Option<Arc<StageCounters>>,
+}
+
+fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, RunError> {
+    let mut c = rampart_kafka::consumer_config(
+        &settings.raw.kafka.brokers,
+        group,
+        &settings.raw.kafka.client,
+    )?;
+    // A stalled member is noticed within seconds, so partitions move on quickly.
+    if !settings.raw.kafka.client.contains_key("session.timeout.ms") {
+        c.set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+    }
+    Ok(c)
+}
+
+fn producer_config(
+    settings: &Settings,
+    role: &str,
+    instance: &str,
+) -> Result<ClientConfig, RunError> {
+    let k = &settings.raw.kafka;
+    let mut c = match settings.raw.processing.guarantee {
+        Guarantee::ExactlyOnce => {
+            let id = format!(
+                "{}-{role}-{instance}",
+                settings.raw.processing.transactional_id_prefix
+            );
+            rampart_kafka::transactional_producer_config(&k.brokers, &id, &k.client)?
+        }
+        Guarantee::AtLeastOnce => rampart_kafka::producer_config(&k.brokers, &k.client)?,
+    };
+    if !k.client.contains_key("partitioner") {
+        // Same key, same partition as Java clients.
+        c.set("partitioner", "murmur2_random");
+    }
+    Ok(c)
+}
+
+fn admin(settings: &Settings) -> Result<AdminClient<DefaultClientContext>, RunError> {
+    let cfg = rampart_kafka::admin_config(&settings.raw.kafka.brokers, &settings.raw.kafka.client)?;
+    cfg.create()
+        .map_err(|e| RunError::Kafka(rampart_kafka::Error::client("create admin client", e)))
+}
+
+fn partition_count(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<u32, RunError> {
+    let n = rampart_kafka::partition_count(admin, topic)?;
+    Ok(n.max(1) as u32)
+}
+
+/// Starts the stages of `role` and runs them until `shutdown` is set. Each
+/// stage checkpoints and leaves its group before this returns.
+/// `instance` names this process in transactional ids; two live processes
+/// must not share one (a restarted process should reuse its own, so it fences
+/// its predecessor at once).
+pub fn run(
+    settings: &Settings,
+    role: Role,
+    instance: &str,
+    shutdown: Arc<AtomicBool>,
+    counters_out: Option<&std::sync::Mutex<RunCounters>>,
+) -> Result<(), RunError> {
+    let cfg = &settings.raw;
+    let admin = admin(settings)?;
+    if cfg.topics.create {
+        ensure_topics(settings, &admin)?;
+    }
+    let interval = Duration::from_millis(settings.checkpoint_interval_ms as u64);
+    let mut threads = Vec::new();
+    let mut counters = RunCounters::default();
+    if matches!(role, Role::Both | Role::Ingest) {
+        let enricher = Enrichment::open(
+            cfg.enrich.country_db.as_deref(),
+            cfg.enrich.asn_db.as_deref(),
+            cfg.enrich.sectors.as_deref(),
+        )?;
+        let wiring = IngestWiring {
+            input_topic: cfg.topics.input.clone(),
+            partials_topic: cfg.topics.partials.as_str().into(),
+            dlq_topic: cfg.topics.dlq.as_str().into(),
+            input_partitions: partition_count(&admin, &cfg.topics.input)?,
+            partials_partitions: partition_count(&admin, &cfg.topics.partials)?,
+            idle_timeout_ms: settings.idle_timeout_ms,
+        };
+        info!(?wiring, "starting ingest stage");
+        let handler = IngestHandler::new(
+            settings.ingest.clone(),
+            wiring,
+            enricher,
+            metrics::IngestMetrics::new(),
+        );
+        let stage = Stage::new(
+            StageSettings {
+                name: "ingest",
+                input_topic: cfg.topics.input.clone(),
+                consumer: consumer_config(settings, &cfg.kafka.ingest_group)?,
+                producer: producer_config(settings, "ingest", instance)?,
+                guarantee: cfg.processing.guarantee,
+                checkpoint_interval: interval,
+            },
+            handler,
+        )?;
+        counters.ingest = Some(stage.counters());
+        let flag = shutdown.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("ingest".into())
+                .spawn(move || stage.run(&flag)),
+        );
+    }
+    if matches!(role, Role::Both | Role::Merge) {
+        let wiring = MergeWiring {
+            rollups_topic: cfg.topics.rollups.as_str().into(),
+            dlq_topic: cfg.topics.dlq.as_str().into(),
+            window_size_ms: settings.ingest.window.size_ms,
+        };
+        let handler = MergeHandler::new(wiring, metrics::MergeMetrics::new());
+        let stage = Stage::new(
+            StageSettings {
+                name: "merge",
+                input_topic: cfg.topics.partials.clone(),
+                consumer: consumer_config(settings, &cfg.kafka.merge_group)?,
+                producer: producer_config(settings, "merge", instance)?,
+                guarantee: cfg.processing.guarantee,
+                checkpoint_interval: interval,
+            },
+            handler,
+        )?;
+        counters.merge = Some(stage.counters());
+        let flag = shutdown.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("merge".into())
+                .spawn(move || stage.run(&flag)),
+        );
+    }
+    if let Some(out) = counters_out {
+        *out.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = counters;
+    }
+    let mut first_err = None;
+    for t in threads {
+        let res = match t {
+            Ok(handle) => handle
+                .join()
+                .map_err(|_| RunError::Panicked)
+                .and_then(|r| r.map_err(RunError::from)),
+            Err(e) => Err(RunError::Other(format!("cannot start thread: {e}"))),
+        };
+        if let Err(e) = res {
+            // One stage failing stops the other too.
+            shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Creates the topics that are missing, with rampart's configs; existing
+/// topics are left as they are.
+fn ensure_topics(
+    settings: &Settings,
+    admin: &AdminClient<DefaultClientContext>,
+) -> Result<(), RunError> {
+    use rampart_kafka::TopicSpec;
+    let t = &settings.raw.topics;
+    let rf = t.replication_factor;
+    let specs = [
+        TopicSpec::new(&t.input, t.input_partitions).replication(rf),
+        TopicSpec::partials(&t.partials, t.partials_partitions).replication(rf),
+        TopicSpec::rollups(&t.rollups, t.rollups_partitions).replication(rf),
+        TopicSpec::dlq(&t.dlq, t.dlq_partitions).replication(rf),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Other(format!("cannot start runtime: {e}")))?;
+    let report = rt.block_on(rampart_kafka::ensure_topics(admin, &specs))?;
+    if !report.created.is_empty() {
+        info!(created = ?report.created, "created topics");
+    }
+    Ok(())
+}

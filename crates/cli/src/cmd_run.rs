@@ -1,0 +1,97 @@
+//! `rampart run`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use rampart_pipeline::Role;
+use tracing::info;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The TOML configuration file; without it, defaults and RAMPART_* variables.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Which stages to run: both (default), or one of them to scale them apart.
+    #[arg(long, value_enum, default_value_t = RoleArg::Both)]
+    pub role: RoleArg,
+    /// Stable name of this instance, part of its transactional ids. Give each
+    /// process its own and keep it across restarts (a restarted instance then
+    /// fences its predecessor at once). Default: host name and process id.
+    #[arg(long, env = "RAMPART_INSTANCE")]
+    pub instance: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Both,
+    Ingest,
+    Merge,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let settings = rampart_pipeline::config::load(args.config.as_deref(), std::env::vars())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let instance = args.instance.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let role = match args.role {
+        RoleArg::Both => Role::Both,
+        RoleArg::Ingest => Role::Ingest,
+        RoleArg::Merge => Role::Merge,
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    install_signal_handlers(shutdown.clone())?;
+    if !settings.raw.metrics.listen.is_empty() {
+        let addr: std::net::SocketAddr = settings
+            .raw
+            .metrics
+            .listen
+            .parse()
+            .context("metrics.listen")?;
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    info!(?role, %instance, brokers = %settings.raw.kafka.brokers, "rampart starting");
+    rampart_pipeline::run(&settings, role, &instance, shutdown, None)?;
+    info!("rampart stopped cleanly");
+    Ok(())
+}
+
+/// SIGINT and SIGTERM set `flag`; a second signal exits at once.
+fn install_signal_handlers(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut term), Ok(mut int)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                for _ in 0..2 {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    if flag.swap(true, Ordering::SeqCst) {
+                        eprintln!("second signal: exiting without a final checkpoint");
+                        std::process::exit(130);
+                    }
+                    info!("signal received: draining and committing");
+                }
+            });
+        })?;
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! The loop every stage runs: consume → process → produce → checkpoint.
+//!
+//! One OS thread per stage owns a `BaseConsumer`, a `ThreadedProducer` and the
+//! stage's [`Handler`]. Transactional calls block in librdkafka, so they run
+//! here, never on an async worker. Backpressure is Kafka's own: librdkafka's
+//! prefetch is capped (`queued.max.messages.kbytes`), and when the producer's
+//! queue is full `send` waits, so a slow output slows consumption instead of
+//! growing memory.
+//!
+//! Checkpoints:
+//! - exactly-once: the outputs and the input offsets (with the handler's replay
+//!   metadata) commit in one Kafka transaction (`send_offsets_to_transaction`).
+//!   A failed commit aborts and rewinds every partition to its committed state.
+//! - at-least-once: the producer is flushed, every delivery checked, then the
+//!   offsets are committed; any failed delivery rewinds instead of committing.
+//!
+//! Rebalances (cooperative): on revoke the stage checkpoints first, so the next
+//! owner resumes exactly where this one stopped; on assign it reads the
+//! committed offsets and metadata, lets the handler build its state and starts
+//! fetching from the handler's replay offset.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tracing::{debug, info, warn};
+
+use crate::config::Guarantee;
+
+/// A record a handler wants published.
+#[derive(Clone, Debug)]
+pub struct OutRecord {
+    pub topic: Arc<str>,
+    /// Explicit partition, or `None` to let the key decide (murmur2, as Java does).
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// Where a newly assigned partition starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Start {
+    /// First offset to fetch (`None`: the beginning of the partition).
+    pub fetch_from: Option<i64>,
+}
+
+/// What a stage does with its partitions. All calls happen on the stage thread.
+pub trait Handler: Send + 'static {
+    /// `partition` was assigned; `committed` is its committed offset and
+    /// metadata, if any. Builds the partition's state and says where to fetch.
+    fn assign(&mut self, partition: i32, committed: Option<(i64, &str)>) -> Start;
+    /// `partition` is no longer ours (after a checkpoint, or after an abort).
+    fn revoke(&mut self, partition: i32);
+    /// One input message.
+    fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>);
+    /// Called about every 100 ms of processing time (idle watermark advance).
+    fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>);
+    /// `(partition, next offset, metadata)` to commit for every partition that
+    /// has something new to commit.
+    fn checkpoint(&mut self) -> Vec<(i32, i64, String)>;
+    /// Everything since the last checkpoint was discarded (abort): forget the
+    /// state of every partition; `assign` follows for each one still owned.
+    fn reset(&mut self);
+}
+
+/// Static settings of one stage.
+#[derive(Clone, Debug)]
+pub struct StageSettings {
+    /// "ingest" or "merge", for logs and transactional ids.
+    pub name: &'static str,
+    pub input_topic: String,
+    pub consumer: ClientConfig,
+    pub producer: ClientConfig,
+    pub guarantee: Guarantee,
+    pub checkpoint_interval: Duration,
+}
+
+/// Counters a stage keeps about itself; readable from any thread.
+#[derive(Debug, Default)]
+pub struct StageCounters {
+    pub messages: AtomicU64,
+    pub produced: AtomicU64,
+    pub commits: AtomicU64,
+    pub aborts: AtomicU64,
+    pub rebalances: AtomicU64,
+    pub delivery_failures: AtomicU64,
+    pub assigned: AtomicU64,
+}
+
+/// Errors that stop a stage.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("kafka client setup failed: {0}")]
+    Setup(#[source] KafkaError),
+    #[error("fatal kafka error (this instance may have been fenced by a newer one): {0}")]
+    Fatal(#[source] KafkaError),
+}
+
+struct DeliveryCtx {
+    counters: Arc<StageCounters>,
+    failed_since_checkpoint: AtomicU64,
+}
+
+impl ClientContext for DeliveryCtx {}
+
+impl ProducerContext for DeliveryCtx {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            warn!(error = %e, "delivery failed");
+            self.counters
+                .delivery_failures
+                .fetch_add(1, Ordering::Relaxed);
+            self.failed_since_checkpoint.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+type Producer_ = ThreadedProducer<DeliveryCtx>;
+
+struct Inner<H: Handler> {
+    handler: H,
+    producer: Producer_,
+    settings: StageSettings,
+    counters: Arc<StageCounters>,
+    dirty: bool,
+    /// Set when a checkpoint failed in a rebalance callback; the loop rewinds.
+    needs_rewind: bool,
+    fatal: Option<KafkaError>,
+}
+
+struct StageCtx<H: Handler> {
+    inner: Arc<Mutex<Inner<H>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<H: Handler> ClientContext for StageCtx<H> {}
+
+impl<H: Handler> ConsumerContext for StageCtx<H> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut inner = lock(&self.inner);
+        inner.counters.rebalances.fetch_add(1, Ordering::Relaxed);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            rdkafka::consumer::RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                info!(stage = inner.settings.name, partitions = ?parts, "partitions assigned");
+                let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30));
+                let committed = match committed {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "cannot read committed offsets; will retry by rewinding");
+                        inner.needs_rewind = true;
+                        tpl.clone()
+                    }
+                };
+                let topic = inner.settings.input_topic.clone();
+                for p in parts {
+                    let c = committed
+                        .find_partition(&topic, p)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some((o, e.metadata().to_string())),
+                            _ => None,
+                        });
+                    let start = inner
+                        .handler
+                        .assign(p, c.as_ref().map(|(o, m)| (*o, m.as_str())));
+                    let off = start.fetch_from.map_or(Offset::Beginning, Offset::Offset);
+                    if let Err(e) = tpl.set_partition_offset(&topic, p, off) {
+                        warn!(error = %e, partition = p, "cannot set start offset");
+                    }
+                }
+                inner
+                    .counters
+                    .assigned
+                    .fetch_add(tpl.count() as u64, Ordering::Relaxed);
+                let res = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = res {
+                    warn!(error = %e, "assign failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                info!(stage = inner.settings.name, partitions = ?parts, lost = consumer.assignment_lost(), "partitions revoked");
+                if !consumer.assignment_lost() {
+                    // Hand over cleanly: everything done so far commits now.
+                    inner.checkpoint(consumer);
+                } else {
+                    inner.needs_rewind = true;
+                }
+                for p in &parts {
+                    inner.handler.revoke(*p);
+                }
+                inner
+                    .counters
+                    .assigned
+                    .fetch_sub(tpl.count() as u64, Ordering::Relaxed);
+                let res = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = res {
+                    warn!(error = %e, "unassign failed");
+                }
+            }
+            other => {
+                warn!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+impl<H: Handler> Inner<H> {
+    fn send(&mut self, records: &mut Vec<OutRecord>) {
+        for r in records.drain(..) {
+            let mut rec: BaseRecord<'_, [u8], [u8]> =
+                BaseRecord::to(&r.topic).payload(&r.payload[..]);
+            if let Some(k) = &r.key {
+                rec = rec.key(&k[..]);
+            }
+            if let Some(h) = r.headers {
+                rec = rec.headers(h);
+            }
+            if let Some(p) = r.partition {
+                rec = rec.partition(p);
+            }
+            loop {
+                match self.producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // Backpressure: wait for the producer to drain.
+                        rec = back;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err((e, _)) => {
+                        warn!(error = %e, topic = %r.topic, "produce failed; rewinding");
+                        self.needs_rewind = true;
+                        break;
+                    }
+                }
+            }
+            self.counters.produced.fetch_add(1, Ordering::Relaxed);
+            self.dirty = true;
+        }
+    }
+
+    /// Commits outputs and offsets. On failure the partitions must be rewound.
+    fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if self.needs_rewind || self.fatal.is_some() {
+            return;
+        }
+        let offsets = self.handler.checkpoint();
+        if offsets.is_empty() && !self.dirty {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (p, next, meta) in &offsets {
+            let mut e = tpl.add_partition(&self.settings.input_topic, *p);
+            if let Err(err) = e.set_offset(Offset::Offset(*next)) {
+                warn!(error = %err, "bad offset");
+            }
+            e.set_metadata(meta.as_str());
+        }
+        let timeout = Duration::from_secs(60);
+        let res = match self.settings.guarantee {
+            Guarantee::ExactlyOnce => self.commit_transaction(consumer, &tpl, timeout),
+            Guarantee::AtLeastOnce => self.commit_flushed(consumer, &tpl, timeout),
+        };
+        match res {
+            Ok(()) => {
+                self.dirty = false;
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                debug!(
+                    stage = self.settings.name,
+                    partitions = offsets.len(),
+                    "checkpoint committed"
+                );
+            }
+            Err(e) => {
+                self.counters.aborts.fetch_add(1, Ordering::Relaxed);
+                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal() || !t.txn_requires_abort() && !t.is_retriable());
+                if fatal {
+                    warn!(stage = self.settings.name, error = %e, "fatal checkpoint error");
+                    self.fatal = Some(e);
+                    return;
+                }
+                warn!(stage = self.settings.name, error = %e, "checkpoint failed; aborting and rewinding");
+                self.needs_rewind = true;
+            }
+        }
+    }
+
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+        timeout: Duration,
+    ) -> KafkaResult<()> {
+        if tpl.count() > 0 {
+            let gm = consumer
+                .group_metadata()
+                .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
+            self.producer
+                .send_offsets_to_transaction(tpl, &gm, timeout)?;
+        }
+        self.producer.commit_transaction(timeout)?;
+        self.producer.begin_transaction()
+    }
+
+    fn commit_flushed<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+        timeout: Duration,
+    ) -> KafkaResult<()> {
+        self.producer.flush(timeout)?;
+        let failed = self
+            .producer
+            .context()
+            .failed_since_checkpoint
+            .swap(0, Ordering::Relaxed);
+        if failed > 0 {
+            return Err(KafkaError::MessageProduction(RDKafkaErrorCode::Fail));
+        }
+        if tpl.count() > 0 {
+            consumer.commit(tpl, CommitMode::Sync)?;
+        }
+        Ok(())
+    }
+
+    /// After an abort: rebuild every owned partition from its committed state.
+    fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if self.settings.guarantee == Guarantee::ExactlyOnce {
+            let timeout = Duration::from_secs(60);
+            if let Err(e) = self
+                .producer
+                .abort_transaction(timeout)
+                .and_then(|()| self.producer.begin_transaction())
+            {
+                warn!(error = %e, "abort failed");
+                self.fatal = Some(e);
+                return;
+            }
+        }
+        self.handler.reset();
+        let assignment = match consumer.assignment() {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "cannot read assignment");
+                return;
+            }
+        };
+        let committed =
+            match consumer.committed_offsets(assignment.clone(), Duration::from_secs(30)) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "cannot read committed offsets; retrying later");
+                    return;
+                }
+            };
+        let topic = self.settings.input_topic.clone();
+        for e in committed.elements_for_topic(&topic) {
+            let c = match e.offset() {
+                Offset::Offset(o) => Some((o, e.metadata().to_string())),
+                _ => None,
+            };
+            let start = self
+                .handler
+                .assign(e.partition(), c.as_ref().map(|(o, m)| (*o, m.as_str())));
+            let off = start.fetch_from.map_or(Offset::Beginning, Offset::Offset);
+            if let Err(err) = consumer.seek(&topic, e.partition(), off, Duration::from_secs(10)) {
+                warn!(error = %err, partition = e.partition(), "seek failed");
+            }
+        }
+        self.needs_rewind = false;
+        self.dirty = false;
+        info!(
+            stage = self.settings.name,
+            "rewound to the last committed checkpoint"
+        );
+    }
+}
+
+/// A running stage: poll it from one thread with [`Stage::run`].
+pub struct Stage<H: Handler> {
+    consumer: BaseConsumer<StageCtx<H>>,
+    inner: Arc<Mutex<Inner<H>>>,
+    counters: Arc<StageCounters>,
+}
+
+impl<H: Handler> Stage<H> {
+    pub fn new(settings: StageSettings, handler: H) -> Result<Self, StageError> {
+        let counters = Arc::new(StageCounters::default());
+        let ctx = DeliveryCtx {
+            counters: counters.clone(),
+            failed_since_checkpoint: AtomicU64::new(0),
+        };
+        let producer: Producer_ = settings
+            .producer
+            .create_with_context(ctx)
+            .map_err(StageError::Setup)?;
+        if settings.guarantee == Guarantee::ExactlyOnce {
+            producer
+                .init_transactions(Duration::from_secs(60))
+                .map_err(StageError::Setup)?;
+            producer.begin_transaction().map_err(StageError::Setup)?;
+        }
+        let inner = Arc::new(Mutex::new(Inner {
+            handler,
+            producer,
+            settings: settings.clone(),
+            counters: counters.clone(),
+            dirty: false,
+            needs_rewind: false,
+            fatal: None,
+        }));
+        let consumer: BaseConsumer<StageCtx<H>> = settings
+            .consumer
+            .create_with_context(StageCtx {
+                inner: inner.clone(),
+            })
+            .map_err(StageError::Setup)?;
+        consumer
+            .subscribe(&[settings.input_topic.as_str()])
+            .map_err(StageError::Setup)?;
+        Ok(Stage {
+            consumer,
+            inner,
+            counters,
+        })
+    }
+
+    pub fn counters(&self) -> Arc<StageCounters> {
+        self.counters.clone()
+    }
+
+    /// Runs until `shutdown` is set; then checkpoints, leaves the group and returns.
+    pub fn run(self, shutdown: &AtomicBool) -> Result<(), StageError> {
+        let name = lock(&self.inner).settings.name;
+        let interval = lock(&self.inner).settings.checkpoint_interval;
+        let mut next_checkpoint = Instant::now() + interval;
+        let mut next_tick = Instant::now();
+        let mut out = Vec::new();
+        info!(stage = name, "stage started");
+        while !shutdown.load(Ordering::Relaxed) {
+            let polled = self.consumer.poll(Duration::from_millis(50));
+            let mut inner = lock(&self.inner);
+            if let Some(e) = inner.fatal.take() {
+                return Err(StageError::Fatal(e));
+            }
+            match polled {
+                Some(Ok(msg)) => {
+                    inner.counters.messages.fetch_add(1, Ordering::Relaxed);
+                    inner.handler.process(&msg, &mut out);
+                    inner.send(&mut out);
+                }
+                Some(Err(e)) => warn!(stage = name, error = %e, "consumer error"),
+                None => {}
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                inner.handler.tick(now, &mut out);
+                inner.send(&mut out);
+                next_tick = now + Duration::from_millis(100);
+            }
+            if now >= next_checkpoint {
+                inner.checkpoint(&self.consumer);
+                next_checkpoint = now + interval;
+            }
+            if inner.needs_rewind {
+                inner.rewind(&self.consumer);
+            }
+        }
+        info!(stage = name, "stopping: final checkpoint");
+        {
+            let mut inner = lock(&self.inner);
+            inner.checkpoint(&self.consumer);
+            if let Some(e) = inner.fatal.take() {
+                return Err(StageError::Fatal(e));
+            }
+        }
+        // Leaving the group revokes our partitions (the callback checkpoints again, a no-op now).
+        self.consumer.unsubscribe();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.counters.assigned.load(Ordering::Relaxed) > 0 {
+            let _ = self.consumer.poll(Duration::from_millis(50));
+        }
+        let inner = lock(&self.inner);
+        if inner.settings.guarantee == Guarantee::ExactlyOnce {
+            // Nothing is pending after the last checkpoint; end the empty transaction.
+            let _ = inner.producer.abort_transaction(Duration::from_secs(10));
+        } else {
+            let _ = inner.producer.flush(Duration::from_secs(30));
+        }
+        info!(stage = name, "stage stopped");
+        Ok(())
+    }
+}
