@@ -99,3 +99,118 @@ fn run_publishes_exactly_the_ground_truth_and_dead_letters_bad_input() {
     let valid_messages = w.records.len() - truth.rejected.len();
     assert_eq!(valid_messages + dlq.len(), w.records.len());
 }
+
+/// Runs `rampart run` processes with their stderr captured in files, so a test
+/// can check what each one did.
+fn spawn_logged(w: &Workload, instance: &str) -> (std::process::Child, std::path::PathBuf) {
+    let log = w.dir.path().join(format!("{instance}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["run", "--config"])
+        .arg(&w.config_path)
+        .args(["--instance", instance])
+        .env("RAMPART_LOG", "info,rdkafka=warn")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
+#[test]
+fn two_processes_in_one_group_publish_the_same_rollups_as_one() {
+    let w = workload(Spec {
+        events: 40_000,
+        events_per_batch: 20,
+        seed: 11,
+        ..Spec::default()
+    });
+    let truth = w.truth();
+    let (mut a, log_a) = spawn_logged(&w, "a");
+    let (mut b, log_b) = spawn_logged(&w, "b");
+    let want = truth.rollups.len();
+    let reads = read_until(&w.topics.rollups, Duration::from_secs(180), |all| {
+        all.len() >= want
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(terminate(&mut a).success());
+    assert!(terminate(&mut b).success());
+    let reads_after = read_all(&w.topics.rollups, Duration::from_secs(2));
+    assert_eq!(
+        reads_after.len(),
+        reads.len(),
+        "rollups published after the expected set"
+    );
+    let d = diff(&truth.rollups, &decode_rollups(&reads));
+    assert!(
+        d.is_empty(),
+        "{} differences:\n{}",
+        d.len(),
+        d.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+    // Both processes really shared the work.
+    for log in [&log_a, &log_b] {
+        let text = std::fs::read_to_string(log).unwrap();
+        assert!(
+            text.lines()
+                .any(|l| l.contains("partitions assigned") && l.contains("ingest")),
+            "{} never got ingest partitions:\n{text}",
+            log.display()
+        );
+    }
+}
+
+#[test]
+fn sigterm_mid_run_then_restart_loses_and_duplicates_nothing() {
+    // One event per message: enough messages that the signal lands mid-stream.
+    let w = workload(Spec {
+        events: 30_000,
+        events_per_batch: 1,
+        seed: 23,
+        ..Spec::default()
+    });
+    let truth = w.truth();
+    let (mut first, log) = spawn_logged(&w, "first");
+    // Stop it as soon as it has published something, i.e. mid-run.
+    let early = read_until(&w.topics.rollups, Duration::from_secs(120), |all| {
+        !all.is_empty()
+    });
+    assert!(!early.is_empty(), "no rollup within 120 s");
+    let status = terminate(&mut first);
+    assert!(status.success(), "SIGTERM exit status {status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("stopping: final checkpoint"), "{text}");
+    let before_restart = read_all(&w.topics.rollups, Duration::from_secs(1)).len();
+    assert!(
+        before_restart < truth.rollups.len(),
+        "the first run finished everything; the test proves nothing"
+    );
+
+    let (mut second, _) = spawn_logged(&w, "second");
+    let want = truth.rollups.len();
+    let reads = read_until(&w.topics.rollups, Duration::from_secs(180), |all| {
+        all.len() >= want
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(terminate(&mut second).success());
+    let reads_after = read_all(&w.topics.rollups, Duration::from_secs(2));
+    assert_eq!(
+        reads_after.len(),
+        reads.len(),
+        "rollups published after the expected set"
+    );
+    let d = diff(&truth.rollups, &decode_rollups(&reads));
+    assert!(
+        d.is_empty(),
+        "{} differences:\n{}",
+        d.len(),
+        d.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+    let dlq = read_all(&w.topics.dlq, Duration::from_secs(1));
+    assert_eq!(
+        dlq.len(),
+        truth.rejected.len(),
+        "dead letters lost or written twice across the restart"
+    );
+}
