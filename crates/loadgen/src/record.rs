@@ -244,6 +244,19 @@ impl RecordStream {
         &self.cfg
     }
 
+    /// The limit the stream ends at.
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// Replaces the limit. `Limit::Events(self.generator().stats().events)`
+    /// ends the stream now: the open batches are flushed and the records equal
+    /// those of a stream created with that limit (so a run stopped early, e.g.
+    /// by a wall-clock deadline, is regenerated exactly from its event count).
+    pub fn set_limit(&mut self, limit: Limit) {
+        self.limit = limit;
+    }
+
     /// Like `next`, but also says whether the record is a deliberately
     /// malformed one and of which kind.
     pub fn next_annotated(&mut self) -> Option<(Record, Option<MalformedKind>)> {
