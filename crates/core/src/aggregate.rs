@@ -6,8 +6,6 @@
 //! merge (their bytes are a function of the set alone), first/last take min/max.
 //! So any split of the input gives the same bytes.
 
-use std::collections::BTreeMap;
-
 use prost::Message;
 
 use crate::proto::v1::internal as pb;
@@ -28,6 +26,11 @@ pub enum AggregateError {
     Inconsistent,
 }
 
+/// An exact count map: `(value, count)` strictly sorted by value, no zero
+/// count. A sorted vector rather than a tree: merges are linear, and it is
+/// already the wire order.
+pub type Counts = Vec<(u32, u64)>;
+
 /// An exact aggregate; the in-memory form of `internal.Aggregate`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Aggregate {
@@ -38,28 +41,77 @@ pub struct Aggregate {
     pub bytes: u64,
     pub late_events: u64,
     pub sources: SourceSketch,
-    pub dst_ports: BTreeMap<u32, u64>,
-    pub kinds: BTreeMap<u32, u64>,
-    pub rules: BTreeMap<u32, u64>,
+    pub dst_ports: Counts,
+    pub kinds: Counts,
+    pub rules: Counts,
     /// (first, last) event time among unique events; `None` when there were none.
     pub seen: Option<(i64, i64)>,
 }
 
-fn add_counts(into: &mut BTreeMap<u32, u64>, from: &BTreeMap<u32, u64>) {
-    for (&v, &c) in from {
-        let e = into.entry(v).or_insert(0);
-        *e = e.saturating_add(c);
+/// Adds `from` into `into` (both sorted by value; the result is too).
+fn add_counts(into: &mut Counts, from: &[(u32, u64)]) {
+    if from.is_empty() {
+        return;
     }
+    if into.is_empty() {
+        into.extend_from_slice(from);
+        return;
+    }
+    let mut out = Vec::with_capacity(into.len() + from.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(&a), Some(&b)) = (into.get(i), from.get(j)) {
+        if a.0 < b.0 {
+            out.push(a);
+            i += 1;
+        } else if b.0 < a.0 {
+            out.push(b);
+            j += 1;
+        } else {
+            out.push((a.0, a.1.saturating_add(b.1)));
+            i += 1;
+            j += 1;
+        }
+    }
+    out.extend_from_slice(into.get(i..).unwrap_or_default());
+    out.extend_from_slice(from.get(j..).unwrap_or_default());
+    *into = out;
 }
 
-fn counts_to_proto(m: &BTreeMap<u32, u64>) -> Vec<pb::CountEntry> {
+/// Sorts `(value, count)` pairs by value and adds up equal values (saturating),
+/// dropping zero counts: the canonical [`Counts`] of a bag of pairs.
+pub fn counts_from_bag(mut bag: Vec<(u32, u64)>) -> Counts {
+    bag.sort_unstable_by_key(|e| e.0);
+    let mut w = 0usize;
+    for r in 0..bag.len() {
+        let Some(&(v, c)) = bag.get(r) else { break };
+        if c == 0 {
+            continue;
+        }
+        if w > 0
+            && let Some(prev) = bag.get_mut(w - 1)
+            && prev.0 == v
+        {
+            prev.1 = prev.1.saturating_add(c);
+            continue;
+        }
+        if let Some(slot) = bag.get_mut(w) {
+            *slot = (v, c);
+        }
+        w += 1;
+    }
+    bag.truncate(w);
+    bag
+}
+
+/// The wire form of a count map.
+pub fn counts_to_proto(m: &[(u32, u64)]) -> Vec<pb::CountEntry> {
     m.iter()
-        .map(|(&value, &count)| pb::CountEntry { value, count })
+        .map(|&(value, count)| pb::CountEntry { value, count })
         .collect()
 }
 
-fn counts_from_proto(v: &[pb::CountEntry]) -> Result<BTreeMap<u32, u64>, AggregateError> {
-    let mut out = BTreeMap::new();
+fn counts_from_proto(v: &[pb::CountEntry]) -> Result<Counts, AggregateError> {
+    let mut out = Vec::with_capacity(v.len());
     let mut prev: Option<u32> = None;
     for e in v {
         if prev.is_some_and(|p| p >= e.value) {
@@ -67,21 +119,25 @@ fn counts_from_proto(v: &[pb::CountEntry]) -> Result<BTreeMap<u32, u64>, Aggrega
         }
         prev = Some(e.value);
         if e.count != 0 {
-            out.insert(e.value, e.count);
+            out.push((e.value, e.count));
         }
     }
     Ok(out)
 }
 
 /// Top `TOP_K` entries by count descending, then value ascending.
-pub fn top_k(m: &BTreeMap<u32, u64>) -> Vec<TopEntry> {
+pub fn top_k(m: &[(u32, u64)]) -> Vec<TopEntry> {
+    let order = |a: &TopEntry, b: &TopEntry| b.count.cmp(&a.count).then(a.value.cmp(&b.value));
     let mut v: Vec<TopEntry> = m
         .iter()
-        .filter(|e| *e.1 > 0)
-        .map(|(&value, &count)| TopEntry { value, count })
+        .filter(|e| e.1 > 0)
+        .map(|&(value, count)| TopEntry { value, count })
         .collect();
-    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
-    v.truncate(TOP_K);
+    if v.len() > TOP_K {
+        v.select_nth_unstable_by(TOP_K - 1, order);
+        v.truncate(TOP_K);
+    }
+    v.sort_by(order);
     v
 }
 
@@ -189,12 +245,30 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_count_then_value() {
-        let m: BTreeMap<u32, u64> = (0..20u32).map(|v| (v, u64::from(v % 3))).collect();
+        let m: Counts = (0..20u32).map(|v| (v, u64::from(v % 3))).collect();
         let t = top_k(&m);
         assert_eq!(t.len(), TOP_K);
         assert_eq!((t[0].value, t[0].count), (2, 2));
         assert_eq!((t[1].value, t[1].count), (5, 2));
         assert!(t.iter().all(|e| e.count > 0));
+    }
+
+    #[test]
+    fn counts_merge_and_bag_agree_with_a_tree() {
+        use std::collections::BTreeMap;
+        let a: Vec<(u32, u64)> = vec![(7, 1), (3, 2), (7, 4), (9, 0), (1, u64::MAX), (1, 5)];
+        let mut tree: BTreeMap<u32, u64> = BTreeMap::new();
+        for &(v, c) in &a {
+            if c > 0 {
+                let e = tree.entry(v).or_insert(0);
+                *e = e.saturating_add(c);
+            }
+        }
+        let bag = counts_from_bag(a.clone());
+        assert_eq!(bag, tree.iter().map(|(&v, &c)| (v, c)).collect::<Vec<_>>());
+        let mut merged = counts_from_bag(a[..3].to_vec());
+        add_counts(&mut merged, &counts_from_bag(a[3..].to_vec()));
+        assert_eq!(merged, bag);
     }
 
     #[test]

@@ -42,18 +42,15 @@
 //! skipped.
 
 use std::fmt::Write as _;
-use std::net::Ipv6Addr;
 
 use rustc_hash::FxHashMap;
 
-use crate::aggregate::Aggregate;
 use crate::dedup::{Dedup, DedupConfig, DedupStats};
 use crate::enrich::{Enricher, Origin, SectorId};
 use crate::event::{DecodeError, EventView, decode_batch};
 use crate::fingerprint::{Field, FingerprintSpec, Fingerprinter};
-use crate::proto::v1::Dimension;
 use crate::proto::v1::internal as pb;
-use crate::sketch::{SourceSketch, source_hash};
+use crate::sketch::source_hash;
 use crate::validate::{Limits, Rejection, validate_batch};
 use crate::window::{WindowConfig, window_start};
 
@@ -178,71 +175,9 @@ impl ResumePoint {
 // ---------------------------------------------------------------------------
 // cells
 
-const V6_TAG: u64 = 1 << 63;
+mod cells;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct CellKey {
-    /// IPv4: the /24 as `a<<16 | b<<8 | c`; IPv6: the first 6 bytes | `V6_TAG`.
-    prefix: u64,
-    origin: u32,
-    sector: u16,
-}
-
-/// Small exact count map: linear while small, hashed beyond.
-#[derive(Debug, Default)]
-struct Counts {
-    small: Vec<(u32, u64)>,
-    big: Option<FxHashMap<u32, u64>>,
-}
-
-const SMALL_COUNTS: usize = 12;
-
-impl Counts {
-    #[inline]
-    fn add(&mut self, v: u32) {
-        if let Some(m) = &mut self.big {
-            *m.entry(v).or_insert(0) += 1;
-            return;
-        }
-        for e in &mut self.small {
-            if e.0 == v {
-                e.1 += 1;
-                return;
-            }
-        }
-        if self.small.len() < SMALL_COUNTS {
-            self.small.push((v, 1));
-        } else {
-            let mut m: FxHashMap<u32, u64> = self.small.drain(..).collect();
-            m.insert(v, 1);
-            self.big = Some(m);
-        }
-    }
-
-    fn into_map(self, out: &mut std::collections::BTreeMap<u32, u64>) {
-        match self.big {
-            Some(m) => out.extend(m),
-            None => out.extend(self.small),
-        }
-    }
-}
-
-#[derive(Debug, Default)]
-struct Cell {
-    raw: u64,
-    unique: u64,
-    dups: u64,
-    packets: u64,
-    bytes: u64,
-    late: u64,
-    first: i64,
-    last: i64,
-    v4_bits: [u64; 4],
-    v6_sources: Vec<u64>,
-    ports: Counts,
-    kinds: Counts,
-    rules: Counts,
-}
+use cells::{OriginKey, Unique, V6_TAG, WindowCells, sector_key};
 
 #[derive(Debug)]
 struct OpenWindow {
@@ -251,7 +186,7 @@ struct OpenWindow {
     first_offset: i64,
     /// Head just before that offset.
     head_before: Option<i64>,
-    cells: FxHashMap<CellKey, Cell>,
+    cells: WindowCells,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -310,19 +245,6 @@ fn time_bound(spec: &FingerprintSpec, dedup_bucket_ms: i64) -> bool {
             fields.contains(&Field::Time)
                 || (fields.contains(&Field::TimeBucket) && divides(*time_bucket_ms))
         }
-    }
-}
-
-/// The key string of an origin prefix cell.
-fn prefix_key(prefix: u64) -> String {
-    if prefix & V6_TAG != 0 {
-        let mut b = [0u8; 16];
-        let p = (prefix & !V6_TAG).to_be_bytes();
-        b[..6].copy_from_slice(&p[2..8]);
-        format!("{}/48", Ipv6Addr::from(b))
-    } else {
-        let [_, a, b, c] = (prefix as u32).to_be_bytes();
-        format!("{a}.{b}.{c}.0/24")
     }
 }
 
@@ -468,7 +390,11 @@ impl PartitionIngest {
     }
 
     #[inline]
-    fn cell_key<E: Enricher + ?Sized>(&mut self, ev: &EventView<'_>, enricher: &mut E) -> CellKey {
+    fn cell_key<E: Enricher + ?Sized>(
+        &mut self,
+        ev: &EventView<'_>,
+        enricher: &mut E,
+    ) -> (OriginKey, u32) {
         let (prefix, origin) = match v4(ev.src_ip) {
             Some(ip) => {
                 let origin = match self.src_cache.get(ip) {
@@ -502,21 +428,21 @@ impl PartitionIngest {
             },
             None => enricher.sector(ev.dst_ip).0,
         };
-        CellKey {
-            prefix,
-            origin,
-            sector,
-        }
+        let country = self
+            .origins
+            .get(origin as usize)
+            .map_or(Origin::UNKNOWN.country, |o| o.country);
+        (OriginKey { prefix, origin }, sector_key(country, sector))
     }
 
     #[inline]
-    fn cell_mut(
+    fn cells_mut(
         &mut self,
         start: i64,
-        key: CellKey,
+        key: (OriginKey, u32),
         offset: i64,
         head_before: Option<i64>,
-    ) -> &mut Cell {
+    ) -> (&mut cells::OriginCell, &mut cells::SectorCell) {
         let idx = match self.windows.get(self.last_window) {
             Some(w) if w.start == start => self.last_window,
             _ => {
@@ -527,7 +453,7 @@ impl PartitionIngest {
                             start,
                             first_offset: offset,
                             head_before,
-                            cells: FxHashMap::default(),
+                            cells: WindowCells::default(),
                         };
                         self.windows.insert(i, w);
                         i
@@ -539,7 +465,7 @@ impl PartitionIngest {
         };
         // `idx` is in range: it was found or inserted just above.
         let w = &mut self.windows[idx];
-        w.cells.entry(key).or_default()
+        w.cells.cells_mut(key.0, key.1)
     }
 
     #[inline]
@@ -608,7 +534,9 @@ impl PartitionIngest {
                     st.late += 1;
                     let cur = window_start(h, size);
                     if cur >= self.emitted_before {
-                        self.cell_mut(cur, key, offset, head_start).late += 1;
+                        let (oc, sc) = self.cells_mut(cur, key, offset, head_start);
+                        oc.core.add_late();
+                        sc.core.add_late();
                     } else {
                         st.replayed_into_emitted += 1;
                     }
@@ -628,36 +556,24 @@ impl PartitionIngest {
                 st.unique += 1;
             }
             if ws >= self.emitted_before {
-                let src = ev.src_ip;
-                let cell = self.cell_mut(ws, key, offset, head_start);
-                cell.raw += 1;
+                let (oc, sc) = self.cells_mut(ws, key, offset, head_start);
                 if dup {
-                    cell.dups += 1;
+                    oc.core.add_duplicate();
+                    sc.core.add_duplicate();
                 } else {
-                    if cell.unique == 0 {
-                        cell.first = t;
-                        cell.last = t;
-                    } else {
-                        cell.first = cell.first.min(t);
-                        cell.last = cell.last.max(t);
-                    }
-                    cell.unique += 1;
-                    cell.packets = cell.packets.saturating_add(ev.packets.max(1));
-                    cell.bytes = cell.bytes.saturating_add(ev.bytes);
-                    if let Some(&last) = src.get(3).filter(|_| src.len() == 4) {
-                        if let Some(w) = cell.v4_bits.get_mut(usize::from(last >> 6)) {
-                            *w |= 1u64 << (last & 63);
-                        }
-                    } else {
-                        cell.v6_sources.push(source_hash(src));
-                        if cell.v6_sources.len() >= 64 && cell.v6_sources.len().is_power_of_two() {
-                            cell.v6_sources.sort_unstable();
-                            cell.v6_sources.dedup();
-                        }
-                    }
-                    cell.ports.add(ev.dst_port);
-                    cell.kinds.add(ev.kind as u32);
-                    cell.rules.add(ev.rule_id);
+                    let u = Unique {
+                        time_ms: t,
+                        packets: ev.packets,
+                        bytes: ev.bytes,
+                        dst_port: ev.dst_port,
+                        kind: ev.kind as u32,
+                        rule_id: ev.rule_id,
+                    };
+                    oc.core.add_unique(&u);
+                    sc.core.add_unique(&u);
+                    let h = source_hash(ev.src_ip);
+                    oc.add_source(ev.src_ip, h);
+                    sc.sources.insert_hash(h);
                 }
             } else {
                 st.replayed_into_emitted += 1;
@@ -783,75 +699,12 @@ impl PartitionIngest {
         enricher: &E,
         out: &mut Vec<pb::Partial>,
     ) {
-        let mut country: FxHashMap<[u8; 2], Aggregate> = FxHashMap::default();
-        let mut asn: FxHashMap<u32, Aggregate> = FxHashMap::default();
-        let mut prefix: FxHashMap<u64, Aggregate> = FxHashMap::default();
-        let mut sector: FxHashMap<u16, Aggregate> = FxHashMap::default();
-        let mut cs: FxHashMap<([u8; 2], u16), Aggregate> = FxHashMap::default();
-        for (k, c) in w.cells {
-            let origin = self
-                .origins
-                .get(k.origin as usize)
-                .copied()
-                .unwrap_or(Origin::UNKNOWN);
-            let agg = cell_aggregate(k, c);
-            country.entry(origin.country).or_default().merge(&agg);
-            asn.entry(origin.asn).or_default().merge(&agg);
-            sector.entry(k.sector).or_default().merge(&agg);
-            cs.entry((origin.country, k.sector))
-                .or_default()
-                .merge(&agg);
-            prefix.entry(k.prefix).or_default().merge(&agg);
-        }
-        let mut rows: Vec<(Dimension, String, Aggregate)> = Vec::new();
-        let country_str = |c: [u8; 2]| Origin { country: c, asn: 0 }.country_str().to_owned();
-        rows.extend(
-            country
-                .into_iter()
-                .map(|(c, a)| (Dimension::OriginCountry, country_str(c), a)),
-        );
-        rows.extend(
-            asn.into_iter()
-                .map(|(n, a)| (Dimension::OriginAsn, format!("AS{n}"), a)),
-        );
-        rows.extend(
-            prefix
-                .into_iter()
-                .map(|(p, a)| (Dimension::OriginPrefix, prefix_key(p), a)),
-        );
-        rows.extend(sector.into_iter().map(|(s, a)| {
-            (
-                Dimension::TargetSector,
-                enricher.sector_name(SectorId(s)).to_owned(),
-                a,
-            )
-        }));
-        rows.extend(cs.into_iter().map(|((c, s), a)| {
-            (
-                Dimension::CountrySector,
-                format!("{}|{}", country_str(c), enricher.sector_name(SectorId(s))),
-                a,
-            )
-        }));
-        rows.sort_by(|a, b| (a.0 as i32, &a.1).cmp(&(b.0 as i32, &b.1)));
-        // Distinct sector ids may share a name: merge equal (dimension, key) rows.
-        let mut merged: Vec<(Dimension, String, Aggregate)> = Vec::with_capacity(rows.len());
-        for r in rows {
-            match merged.last_mut() {
-                Some(last) if last.0 == r.0 && last.1 == r.1 => last.2.merge(&r.2),
-                _ => merged.push(r),
-            }
-        }
-        out.extend(
-            merged
-                .into_iter()
-                .filter(|r| !r.2.is_empty())
-                .map(|(d, key, a)| pb::Partial {
-                    dimension: d as i32,
-                    key,
-                    window_start_ms: w.start,
-                    aggregate: Some(a.to_proto()),
-                }),
+        cells::roll_up(
+            w.cells,
+            w.start,
+            &self.origins,
+            |s| enricher.sector_name(SectorId(s)),
+            out,
         );
     }
 }
@@ -867,39 +720,4 @@ fn normalize(o: Origin) -> Origin {
         country,
         asn: o.asn,
     }
-}
-
-fn cell_aggregate(k: CellKey, c: Cell) -> Aggregate {
-    let mut a = Aggregate {
-        raw_events: c.raw,
-        unique_events: c.unique,
-        duplicates: c.dups,
-        packets: c.packets,
-        bytes: c.bytes,
-        late_events: c.late,
-        seen: (c.unique > 0).then_some((c.first, c.last)),
-        ..Aggregate::default()
-    };
-    let mut sk = SourceSketch::new();
-    if k.prefix & V6_TAG == 0 {
-        let [_, p0, p1, p2] = (k.prefix as u32).to_be_bytes();
-        for (wi, word) in c.v4_bits.iter().enumerate() {
-            let mut bits = *word;
-            while bits != 0 {
-                let b = bits.trailing_zeros();
-                bits &= bits - 1;
-                let last = (wi as u32 * 64 + b) as u8;
-                sk.insert_hash(source_hash(&[p0, p1, p2, last]));
-            }
-        }
-    } else {
-        for h in c.v6_sources {
-            sk.insert_hash(h);
-        }
-    }
-    a.sources = sk;
-    c.ports.into_map(&mut a.dst_ports);
-    c.kinds.into_map(&mut a.kinds);
-    c.rules.into_map(&mut a.rules);
-    a
 }
