@@ -276,6 +276,22 @@ pub struct PartitionIngest {
     src_cache: V4Cache,
     dst_cache: V4Cache,
     views: Vec<EventView<'static>>,
+    scratch: Scratch,
+}
+
+/// Per-batch buffers of the phased hot loop, reused across batches.
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Cell keys of every event of the batch.
+    keys: Vec<(OriginKey, u32)>,
+    /// Per non-late event: its index in the batch, fingerprint, time, outcome.
+    idx: Vec<u32>,
+    fps: Vec<u128>,
+    times: Vec<i64>,
+    dups: Vec<bool>,
+    /// Runs of non-late events `[start..)` sharing one dedup expiry state:
+    /// `(start, watermark to expire at before the run)`.
+    runs: Vec<(usize, Option<i64>)>,
 }
 
 impl PartitionIngest {
@@ -304,6 +320,7 @@ impl PartitionIngest {
             src_cache: V4Cache::new(),
             dst_cache: V4Cache::new(),
             views: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -524,13 +541,29 @@ impl PartitionIngest {
             events: views.len() as u64,
             ..BatchStats::default()
         };
-        for ev in views.iter() {
+        // Phase 1: keys, lateness and head progression (neither depends on
+        // dedup outcomes), fingerprints of the non-late events.
+        let mut sc = std::mem::take(&mut self.scratch);
+        sc.keys.clear();
+        sc.idx.clear();
+        sc.fps.clear();
+        sc.times.clear();
+        sc.runs.clear();
+        let horizon = self.cfg.dedup.horizon_ms.max(0);
+        let bucket = self.cfg.dedup.bucket_ms.max(1);
+        // Dedup expiry depends on the watermark only through the first live
+        // bucket (dedup module doc): a new run starts when that changes.
+        let first_live = |wm: i64| wm.saturating_sub(horizon).div_euclid(bucket);
+        let mut run_live: Option<i64> = None;
+        for (i, ev) in views.iter().enumerate() {
             let t = ev.time_ms;
             let ws = window_start(t, size);
             let key = self.cell_key(ev, enricher);
+            sc.keys.push(key);
+            let mut wm = None;
             if let Some(h) = self.head {
-                let wm = h.saturating_sub(ooo);
-                if ws.saturating_add(size).saturating_add(lateness) <= wm {
+                let w = h.saturating_sub(ooo);
+                if ws.saturating_add(size).saturating_add(lateness) <= w {
                     st.late += 1;
                     let cur = window_start(h, size);
                     if cur >= self.emitted_before {
@@ -542,13 +575,42 @@ impl PartitionIngest {
                     }
                     continue;
                 }
-                if self.expired_at != Some(wm) {
-                    self.dedup.expire(wm);
-                    self.expired_at = Some(wm);
-                }
+                wm = Some(w);
             }
-            let fp = self.fingerprinter.fingerprint(ev);
-            let dup = self.dedup.check_insert(fp, t);
+            let live = wm.map(first_live);
+            if sc.runs.is_empty() || (live.is_some() && live != run_live) {
+                sc.runs.push((sc.fps.len(), wm));
+                run_live = live;
+            }
+            sc.idx.push(i as u32);
+            sc.fps.push(self.fingerprinter.fingerprint(ev));
+            sc.times.push(t);
+            self.head = Some(self.head.map_or(t, |h| h.max(t)));
+        }
+        // Phase 2: dedup, a run at a time (cache misses overlap within a run).
+        sc.dups.clear();
+        sc.dups.resize(sc.fps.len(), false);
+        for (r, &(a, wm)) in sc.runs.iter().enumerate() {
+            let b = sc.runs.get(r + 1).map_or(sc.fps.len(), |n| n.0);
+            if let Some(wm) = wm
+                && self.expired_at != Some(wm)
+            {
+                self.dedup.expire(wm);
+                self.expired_at = Some(wm);
+            }
+            if let (Some(f), Some(t), Some(d)) =
+                (sc.fps.get(a..b), sc.times.get(a..b), sc.dups.get_mut(a..b))
+            {
+                self.dedup.check_insert_batch(f, t, d);
+            }
+        }
+        // Phase 3: cells.
+        for (&i, &dup) in sc.idx.iter().zip(&sc.dups) {
+            let (Some(ev), Some(&key)) = (views.get(i as usize), sc.keys.get(i as usize)) else {
+                continue;
+            };
+            let t = ev.time_ms;
+            let ws = window_start(t, size);
             self.note_bucket(t, offset, head_start);
             if dup {
                 st.duplicates += 1;
@@ -578,8 +640,8 @@ impl PartitionIngest {
             } else {
                 st.replayed_into_emitted += 1;
             }
-            self.head = Some(self.head.map_or(t, |h| h.max(t)));
         }
+        self.scratch = sc;
         Ok(st)
     }
 
