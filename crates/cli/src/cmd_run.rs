@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use rampart_pipeline::Role;
 use tracing::info;
@@ -45,19 +44,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     install_signal_handlers(shutdown.clone())?;
-    if !settings.raw.metrics.listen.is_empty() {
-        let addr: std::net::SocketAddr = settings
-            .raw
-            .metrics
-            .listen
-            .parse()
-            .context("metrics.listen")?;
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        info!(%addr, "metrics at http://{addr}/metrics");
-    }
+    // Kept alive for the whole run: dropping it stops the endpoints.
+    let _metrics_server = if settings.raw.metrics.listen.is_empty() {
+        None
+    } else {
+        let handle = rampart_pipeline::metrics::install_recorder()?;
+        Some(rampart_pipeline::http::serve(
+            &settings.raw.metrics.listen,
+            handle,
+        )?)
+    };
     info!(?role, %instance, brokers = %settings.raw.kafka.brokers, "rampart starting");
     rampart_pipeline::run(&settings, role, &instance, shutdown, None)?;
     info!("rampart stopped cleanly");

@@ -113,7 +113,9 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
         if let Some(m) = marker {
             self.broadcast(m);
         }
+        let sent_from = out.len();
         self.flush_batches(out);
+        self.metrics.sent(out.get(sent_from..).unwrap_or_default());
     }
 
     fn broadcast(&mut self, marker: WindowClosed) {
@@ -303,8 +305,15 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         for p in advanced {
             self.drain_closed(p, out);
         }
-        self.metrics
-            .flush(&self.parts.values().map(|p| &p.core).collect::<Vec<_>>());
+        let replaying = self
+            .parts
+            .values()
+            .filter(|p| p.next_offset.is_some_and(|o| o < p.replay_until))
+            .count();
+        self.metrics.flush(
+            &self.parts.values().map(|p| &p.core).collect::<Vec<_>>(),
+            replaying,
+        );
     }
 
     fn checkpoint(&mut self) -> Vec<(i32, i64, String)> {

@@ -7,6 +7,7 @@
 //! logic lives in `rampart-core`; this crate only moves bytes and state.
 
 pub mod config;
+pub mod http;
 pub mod ingest;
 pub mod merge;
 pub mod metrics;
@@ -66,6 +67,15 @@ fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, Run
     if !settings.raw.kafka.client.contains_key("session.timeout.ms") {
         c.set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
+    }
+    if !settings
+        .raw
+        .kafka
+        .client
+        .contains_key("statistics.interval.ms")
+    {
+        // Consumer lag per partition for metrics and /ready (metrics::consumer_stats).
+        c.set("statistics.interval.ms", "1000");
     }
     Ok(c)
 }
@@ -160,6 +170,7 @@ pub fn run(
             handler,
         )?;
         counters.ingest = Some(stage.counters());
+        metrics::attach_stage("ingest", &cfg.topics.input, stage.counters());
         let flag = shutdown.clone();
         threads.push(
             std::thread::Builder::new()
@@ -186,6 +197,7 @@ pub fn run(
             handler,
         )?;
         counters.merge = Some(stage.counters());
+        metrics::attach_stage("merge", &cfg.topics.partials, stage.counters());
         let flag = shutdown.clone();
         threads.push(
             std::thread::Builder::new()

@@ -111,13 +111,13 @@ impl Handler for MergeHandler {
                 dirty: false,
             },
         );
-        self.metrics.partitions.set(self.parts.len() as f64);
+        self.metrics.set_partitions(self.parts.len());
         Start { fetch_from }
     }
 
     fn revoke(&mut self, partition: i32) {
         self.parts.remove(&partition);
-        self.metrics.partitions.set(self.parts.len() as f64);
+        self.metrics.set_partitions(self.parts.len());
     }
 
     fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>) {
@@ -129,12 +129,14 @@ impl Handler for MergeHandler {
         part.next_offset = Some(offset + 1);
         part.dirty = true;
         let replaying = offset < part.replay_until;
-        self.metrics.received_messages.increment(1);
+        if !replaying {
+            self.metrics.received(msg.payload_len());
+        }
         let batch = match PartialBatch::decode(msg.payload().unwrap_or_default()) {
             Ok(b) => b,
             Err(e) => {
                 if !replaying {
-                    self.metrics.malformed.increment(1);
+                    self.metrics.malformed();
                     out.push(dead_letter(
                         &self.wiring.dlq_topic,
                         msg,
@@ -147,7 +149,7 @@ impl Handler for MergeHandler {
         };
         if let Err(e) = part.merger.apply(&batch, offset) {
             if !replaying {
-                self.metrics.malformed.increment(1);
+                self.metrics.malformed();
                 out.push(dead_letter(
                     &self.wiring.dlq_topic,
                     msg,
@@ -162,26 +164,41 @@ impl Handler for MergeHandler {
         if self.rollups.is_empty() {
             return;
         }
-        let mut windows = 0;
-        let mut last_window = None;
-        for r in self.rollups.drain(..) {
-            if last_window != Some(r.window_start_ms) {
-                windows += 1;
-                last_window = Some(r.window_start_ms);
-            }
+        let sent_from = out.len();
+        for r in &self.rollups {
             out.push(OutRecord {
                 topic: self.wiring.rollups_topic.clone(),
                 partition: None,
-                key: Some(rollup_key(&r).into_bytes()),
+                key: Some(rollup_key(r).into_bytes()),
                 payload: r.encode_to_vec(),
                 headers: None,
             });
-            self.metrics.rollups.increment(1);
         }
-        self.metrics.windows.increment(windows);
+        let bytes = out
+            .get(sent_from..)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| o.payload.len())
+            .sum();
+        // The message that made these windows final carries the last close marker.
+        let closable_at = (!replaying).then(|| msg.timestamp().to_millis()).flatten();
+        self.metrics.published(&self.rollups, bytes, closable_at);
+        self.rollups.clear();
     }
 
-    fn tick(&mut self, _now: Instant, _out: &mut Vec<OutRecord>) {}
+    fn tick(&mut self, _now: Instant, _out: &mut Vec<OutRecord>) {
+        let replaying = self
+            .parts
+            .values()
+            .filter(|p| p.next_offset.is_some_and(|o| o < p.replay_until))
+            .count();
+        let final_before = self
+            .parts
+            .values()
+            .filter_map(|p| p.merger.final_before())
+            .min();
+        self.metrics.flush(replaying, final_before);
+    }
 
     fn checkpoint(&mut self) -> Vec<(i32, i64, String)> {
         let mut v = Vec::new();

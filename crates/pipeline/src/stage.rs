@@ -146,7 +146,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<H: Handler> ClientContext for StageCtx<H> {}
+impl<H: Handler> ClientContext for StageCtx<H> {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        crate::metrics::consumer_stats(&statistics);
+    }
+}
 
 impl<H: Handler> ConsumerContext for StageCtx<H> {
     fn rebalance(
