@@ -1,6 +1,10 @@
 //! The `rampart` binary.
 
+mod cmd_loadgen;
 mod cmd_run;
+mod cmd_verify;
+mod manifest;
+mod util;
 
 use std::path::PathBuf;
 
@@ -35,6 +39,10 @@ enum Command {
     /// On a signal it stops consuming, commits what it has processed and
     /// leaves its consumer groups, then exits 0.
     Run(cmd_run::RunArgs),
+    /// Generate seeded, deterministic attack traffic into Kafka or a file.
+    Loadgen(Box<cmd_loadgen::LoadgenArgs>),
+    /// Compare the published rollups with the exact ground truth of a loadgen run.
+    Verify(cmd_verify::VerifyArgs),
     /// Check a configuration file (and RAMPART_* overrides); print every error.
     CheckConfig {
         /// The TOML configuration file (without it, only defaults and environment).
@@ -60,6 +68,8 @@ fn main() -> std::process::ExitCode {
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(args),
+        Command::Loadgen(args) => cmd_loadgen::run(*args),
+        Command::Verify(args) => cmd_verify::run(args),
         Command::CheckConfig { config } => check_config(config),
     };
     match result {
