@@ -5,6 +5,7 @@ mod cmd_run;
 mod cmd_verify;
 mod manifest;
 mod util;
+mod cmd_throughput;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,13 @@ enum Command {
     Loadgen(Box<cmd_loadgen::LoadgenArgs>),
     /// Compare the published rollups with the exact ground truth of a loadgen run.
     Verify(cmd_verify::VerifyArgs),
+    /// Measure how fast rampart drains a pre-loaded topic, next to a bare consumer.
+    ///
+    /// Pre-loads a topic with generated traffic, reads it with a bare consumer,
+    /// then drains it with rampart (exactly-once and at-least-once), and ends
+    /// with `rampart_events_per_s=N bare_consumer_events_per_s=N ratio=R`.
+    /// Build with --release for meaningful figures.
+    Throughput(cmd_throughput::ThroughputArgs),
     /// Check a configuration file (and RAMPART_* overrides); print every error.
     CheckConfig {
         /// The TOML configuration file (without it, only defaults and environment).
@@ -71,6 +79,7 @@ fn main() -> std::process::ExitCode {
         Command::Loadgen(args) => cmd_loadgen::run(*args),
         Command::Verify(args) => cmd_verify::run(args),
         Command::CheckConfig { config } => check_config(config),
+        Command::Throughput(args) => cmd_throughput::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

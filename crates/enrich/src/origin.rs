@@ -26,7 +26,7 @@ use serde::Deserialize;
 use crate::EnrichError;
 
 /// Default number of cache slots (a power of two; 16 bytes each).
-pub const DEFAULT_CACHE_SLOTS: usize = 4096;
+pub const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
 
 /// Counters of one [`MmdbOrigin`] value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -72,7 +72,7 @@ pub const CISA_SECTORS: [&str; 16] = [
 pub const UNKNOWN_SECTOR: &str = "unknown";
 
 /// Default number of cache slots (a power of two).
-pub const DEFAULT_CACHE_SLOTS: usize = 4096;
+pub const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
 
 /// One problem in a sector table source.
 #[derive(Clone, Debug, PartialEq, Eq)]
