@@ -2,10 +2,10 @@
 
 mod cmd_loadgen;
 mod cmd_run;
+mod cmd_throughput;
 mod cmd_verify;
 mod manifest;
 mod util;
-mod cmd_throughput;
 
 use std::path::PathBuf;
 
