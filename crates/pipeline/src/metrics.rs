@@ -190,6 +190,11 @@ pub fn describe_all() {
         "Consumer group rebalance callbacks (assign and revoke), by stage."
     );
     describe_gauge!(
+        "rampart_ready",
+        Unit::Count,
+        "1 when /ready answers 200 (every stage assigned, not replaying, consumer lag small), else 0."
+    );
+    describe_gauge!(
         "rampart_process_resident_memory_bytes",
         Unit::Bytes,
         "Resident set size of the process (/proc/self/statm)."
@@ -369,6 +374,7 @@ pub fn readiness() -> Result<(), String> {
 /// Refreshes what is sampled at scrape time: process memory and the stages'
 /// own counters (checkpoints, rebalances, delivery failures).
 pub fn refresh() {
+    gauge!("rampart_ready").set(if readiness().is_ok() { 1.0 } else { 0.0 });
     if let Some(rss) = resident_memory_bytes() {
         gauge!("rampart_process_resident_memory_bytes").set(rss as f64);
     }
