@@ -132,10 +132,7 @@ pub enum ProgressMode {
 
 pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let settings = match &args.config {
-        Some(p) => Some(
-            rampart_pipeline::config::load(Some(p), std::env::vars())
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        ),
+        Some(p) => Some(load_config_without_enrich_files(p)?),
         None => None,
     };
     let brokers = args
@@ -349,6 +346,34 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         println!("loadgen: manifest written to {}", path.display());
     }
     Ok(())
+}
+
+/// Loads a rampart config for its Kafka and topic settings. Loadgen usually
+/// runs before the enrichment files exist (it writes them with --world-dir),
+/// so missing `[enrich]` files are not an error here.
+fn load_config_without_enrich_files(
+    path: &Path,
+) -> anyhow::Result<rampart_pipeline::config::Settings> {
+    let err = match rampart_pipeline::config::load(Some(path), std::env::vars()) {
+        Ok(s) => return Ok(s),
+        Err(e) => e,
+    };
+    if err.issues.iter().any(|i| !i.key.starts_with("enrich.")) {
+        bail!("{err}");
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    table.remove("enrich");
+    let tmp = tempfile::NamedTempFile::new()?;
+    std::fs::write(tmp.path(), toml::to_string(&table)?)?;
+    rampart_pipeline::config::load(
+        Some(tmp.path()),
+        std::env::vars().filter(|(k, _)| !k.starts_with("RAMPART_ENRICH__")),
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Writes `country.mmdb`, `asn.mmdb` and `sectors.csv` for `world` into `dir`
