@@ -650,6 +650,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_exactly_the_defaults() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/rampart.toml");
+        let s = load(Some(Path::new(example)), []).unwrap();
+        assert_eq!(s.raw, Config::default());
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let s = load(None, []).unwrap();
         assert_eq!(s.ingest.window.size_ms, 60_000);

@@ -36,6 +36,11 @@ struct Part {
     last_idle_advance: Instant,
     /// Something changed since the last checkpoint.
     dirty: bool,
+    /// Everything the partition held was read (end-of-partition seen and no
+    /// message since). Only such a partition may advance by idleness: one that
+    /// is merely slow (a stalled fetch, a busy machine) must not, or its own
+    /// pending events would turn late.
+    at_end: bool,
 }
 
 /// Static wiring of the ingest stage.
@@ -221,6 +226,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
                 last_input: now,
                 last_idle_advance: now,
                 dirty: false,
+                at_end: false,
             },
         );
         self.metrics.set_partitions(self.parts.len());
@@ -244,6 +250,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         };
         part.last_input = Instant::now();
         part.last_idle_advance = part.last_input;
+        part.at_end = false;
         part.next_offset = Some(offset + 1);
         part.dirty = true;
         let replaying = offset < part.replay_until;
@@ -273,17 +280,21 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         self.drain_closed(partition, out);
     }
 
+    fn at_end(&mut self, partition: i32) {
+        if let Some(part) = self.parts.get_mut(&partition) {
+            part.at_end = true;
+        }
+    }
+
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>) {
         let idle = self.wiring.idle_timeout_ms.max(1) as u128;
+        let is_idle = |p: &Part| p.at_end && now.duration_since(p.last_input).as_millis() >= idle;
         let frontier = self.parts.values().filter_map(|p| p.core.head()).max();
-        let all_idle = self
-            .parts
-            .values()
-            .all(|p| now.duration_since(p.last_input).as_millis() >= idle);
+        let all_idle = self.parts.values().all(is_idle);
         let mut advanced = Vec::new();
         for (&partition, part) in &mut self.parts {
             let replaying = part.next_offset.is_some_and(|o| o < part.replay_until);
-            if replaying || now.duration_since(part.last_input).as_millis() < idle {
+            if replaying || !is_idle(part) {
                 continue;
             }
             let elapsed = now.duration_since(part.last_idle_advance).as_millis() as i64;

@@ -63,6 +63,9 @@ fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, Run
         group,
         &settings.raw.kafka.client,
     )?;
+    // End-of-partition events tell the ingest stage which partitions are idle
+    // (caught up), as opposed to merely slow.
+    c.set("enable.partition.eof", "true");
     // A stalled member is noticed within seconds, so partitions move on quickly.
     if !settings.raw.kafka.client.contains_key("session.timeout.ms") {
         c.set("session.timeout.ms", "10000")

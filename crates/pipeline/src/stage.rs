@@ -62,6 +62,9 @@ pub trait Handler: Send + 'static {
     fn revoke(&mut self, partition: i32);
     /// One input message.
     fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>);
+    /// The consumer has read everything `partition` holds right now (a
+    /// message for it clears this). Only such partitions are idle.
+    fn at_end(&mut self, _partition: i32) {}
     /// Called about every 100 ms of processing time (idle watermark advance).
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>);
     /// `(partition, next offset, metadata)` to commit for every partition that
@@ -149,6 +152,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<H: Handler> ClientContext for StageCtx<H> {
     fn stats(&self, statistics: rdkafka::Statistics) {
         crate::metrics::consumer_stats(&statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End-of-partition events are signals (see `Handler::at_end`), not errors.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            warn!(error = %error, reason, "kafka client error");
+        }
     }
 }
 
@@ -484,6 +494,7 @@ impl<H: Handler> Stage<H> {
                     inner.handler.process(&msg, &mut out);
                     inner.send(&mut out);
                 }
+                Some(Err(KafkaError::PartitionEOF(p))) => inner.handler.at_end(p),
                 Some(Err(e)) => warn!(stage = name, error = %e, "consumer error"),
                 None => {}
             }
