@@ -245,6 +245,10 @@ pub struct ProcessingSection {
     /// Prefix of transactional ids; each stage instance appends role and a
     /// stable instance id (default `rampart`).
     pub transactional_id_prefix: String,
+    /// Ingest threads in this process, each its own consumer-group member
+    /// with its own partitions (0 = one per CPU core, at most one per input
+    /// partition).
+    pub ingest_threads: usize,
 }
 
 impl Default for ProcessingSection {
@@ -253,6 +257,7 @@ impl Default for ProcessingSection {
             guarantee: Guarantee::ExactlyOnce,
             checkpoint_interval: "1s".into(),
             transactional_id_prefix: "rampart".into(),
+            ingest_threads: 0,
         }
     }
 }

@@ -154,32 +154,43 @@ pub fn run(
             partials_partitions: partition_count(&admin, &cfg.topics.partials)?,
             idle_timeout_ms: settings.idle_timeout_ms,
         };
-        info!(?wiring, "starting ingest stage");
-        let handler = IngestHandler::new(
-            settings.ingest.clone(),
-            wiring,
-            enricher,
-            metrics::IngestMetrics::new(),
-        );
-        let stage = Stage::new(
-            StageSettings {
-                name: "ingest",
-                input_topic: cfg.topics.input.clone(),
-                consumer: consumer_config(settings, &cfg.kafka.ingest_group)?,
-                producer: producer_config(settings, "ingest", instance)?,
-                guarantee: cfg.processing.guarantee,
-                checkpoint_interval: interval,
-            },
-            handler,
-        )?;
-        counters.ingest = Some(stage.counters());
-        metrics::attach_stage("ingest", &cfg.topics.input, stage.counters());
-        let flag = shutdown.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("ingest".into())
-                .spawn(move || stage.run(&flag)),
-        );
+        let n = match cfg.processing.ingest_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(wiring.input_partitions.max(1) as usize),
+            n => n,
+        };
+        info!(?wiring, threads = n, "starting ingest stage");
+        // Every thread is its own group member; they share one set of counters.
+        let shared = Arc::new(StageCounters::default());
+        for i in 0..n {
+            let handler = IngestHandler::new(
+                settings.ingest.clone(),
+                wiring.clone(),
+                enricher.clone(),
+                metrics::IngestMetrics::new(),
+            );
+            let stage = Stage::with_counters(
+                StageSettings {
+                    name: "ingest",
+                    input_topic: cfg.topics.input.clone(),
+                    consumer: consumer_config(settings, &cfg.kafka.ingest_group)?,
+                    producer: producer_config(settings, &format!("ingest-{i}"), instance)?,
+                    guarantee: cfg.processing.guarantee,
+                    checkpoint_interval: interval,
+                },
+                handler,
+                shared.clone(),
+            )?;
+            let flag = shutdown.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("ingest-{i}"))
+                    .spawn(move || stage.run(&flag)),
+            );
+        }
+        counters.ingest = Some(shared.clone());
+        metrics::attach_stage("ingest", &cfg.topics.input, shared);
     }
     if matches!(role, Role::Both | Role::Merge) {
         let wiring = MergeWiring {

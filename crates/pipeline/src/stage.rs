@@ -156,7 +156,9 @@ impl<H: Handler> ClientContext for StageCtx<H> {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // End-of-partition events are signals (see `Handler::at_end`), not errors.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if !eof {
             warn!(error = %error, reason, "kafka client error");
         }
     }
@@ -430,7 +432,16 @@ pub struct Stage<H: Handler> {
 
 impl<H: Handler> Stage<H> {
     pub fn new(settings: StageSettings, handler: H) -> Result<Self, StageError> {
-        let counters = Arc::new(StageCounters::default());
+        Self::with_counters(settings, handler, Arc::new(StageCounters::default()))
+    }
+
+    /// Like [`Stage::new`], adding to `counters`, which several stages (the
+    /// threads of one role) may share: the counters then hold their sums.
+    pub fn with_counters(
+        settings: StageSettings,
+        handler: H,
+        counters: Arc<StageCounters>,
+    ) -> Result<Self, StageError> {
         let ctx = DeliveryCtx {
             counters: counters.clone(),
             failed_since_checkpoint: AtomicU64::new(0),
