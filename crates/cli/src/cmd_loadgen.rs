@@ -398,7 +398,7 @@ pub fn write_world_files(world: &World, dir: &Path) -> anyhow::Result<()> {
 /// Creates the input topic with `wanted` (default 4) partitions and
 /// `retention.ms=-1` when missing; returns its partition count. An existing
 /// topic with another count than `wanted` is an error.
-fn ensure_input_topic(
+pub fn ensure_input_topic(
     brokers: &str,
     topic: &str,
     wanted: Option<u32>,

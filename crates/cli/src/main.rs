@@ -1,5 +1,6 @@
 //! The `rampart` binary.
 
+mod cmd_demo;
 mod cmd_loadgen;
 mod cmd_run;
 mod cmd_throughput;
@@ -40,6 +41,8 @@ enum Command {
     /// On a signal it stops consuming, commits what it has processed and
     /// leaves its consumer groups, then exits 0.
     Run(cmd_run::RunArgs),
+    /// See it work, zero setup: a private Kafka, synthetic traffic, both stages, a live view.
+    Demo(cmd_demo::DemoArgs),
     /// Generate seeded, deterministic attack traffic into Kafka or a file.
     Loadgen(Box<cmd_loadgen::LoadgenArgs>),
     /// Compare the published rollups with the exact ground truth of a loadgen run.
@@ -59,9 +62,9 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -73,9 +76,15 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo draws a live view on the terminal: only warnings interrupt it.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn,rdkafka=error",
+        _ => "info,rdkafka=warn",
+    };
+    init_logging(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(args),
+        Command::Demo(args) => cmd_demo::run(args),
         Command::Loadgen(args) => cmd_loadgen::run(*args),
         Command::Verify(args) => cmd_verify::run(args),
         Command::CheckConfig { config } => check_config(config),

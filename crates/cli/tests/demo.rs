@@ -1,0 +1,43 @@
+//! `rampart demo` run as a user would: the built binary, no setup (it starts
+//! its own private Kafka), a short duration. It must exit 0 and show rollups.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn demo_runs_by_itself_and_shows_rollups() {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+        .args(["demo", "--duration", "20s"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(110),
+        "{:?}",
+        started.elapsed()
+    );
+    // Rollups of a closed window were read back and shown.
+    let countries = stdout
+        .lines()
+        .rfind(|l| l.contains("top origin countries:"))
+        .unwrap_or_else(|| panic!("no closed window shown:\n{stdout}"));
+    assert!(countries.contains("CN "), "{countries}");
+    let sectors = stdout
+        .lines()
+        .rfind(|l| l.contains("top target sectors:"))
+        .unwrap();
+    assert!(sectors.contains('%'), "{sectors}");
+    assert!(stdout.contains("metrics http://127.0.0.1:"), "{stdout}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("published"))
+        .unwrap_or_else(|| panic!("no summary:\n{stdout}"));
+    assert!(!summary.contains(" 0 rollups"), "{summary}");
+    assert!(stdout.contains("not rampart's speed"), "{stdout}");
+}
