@@ -237,9 +237,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct StageHealth {
     name: &'static str,
-    replaying: AtomicU64,
-    partitions: AtomicU64,
+    /// One slot per handler (a stage may run several threads, each its own
+    /// group member); gauges are their sum (or minimum) at scrape time.
+    slots: Mutex<Vec<Arc<Slot>>>,
     inner: Mutex<HealthInner>,
+}
+
+/// State one handler reports per tick.
+#[derive(Debug, Default)]
+struct Slot {
+    replaying: AtomicU64,
+    dedup_entries: AtomicU64,
+    dedup_bytes: AtomicU64,
+    dedup_evicted: AtomicU64,
+    /// Lowest watermark (ms) of the handler's partitions; `i64::MIN`: none.
+    watermark: std::sync::atomic::AtomicI64,
+}
+
+impl StageHealth {
+    fn new_slot(&self) -> Arc<Slot> {
+        let slot = Arc::new(Slot {
+            watermark: std::sync::atomic::AtomicI64::new(i64::MIN),
+            ..Slot::default()
+        });
+        lock(&self.slots).push(slot.clone());
+        slot
+    }
+
+    fn replaying(&self) -> u64 {
+        lock(&self.slots)
+            .iter()
+            .map(|s| s.replaying.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -264,8 +294,7 @@ pub fn stage_health(name: &'static str) -> Arc<StageHealth> {
     }
     let s = Arc::new(StageHealth {
         name,
-        replaying: AtomicU64::new(0),
-        partitions: AtomicU64::new(0),
+        slots: Mutex::new(Vec::new()),
         inner: Mutex::new(HealthInner::default()),
     });
     all.push(s.clone());
@@ -310,24 +339,25 @@ pub fn consumer_stats(stats: &rdkafka::Statistics) {
             if inner.input_topic != topic.topic {
                 continue;
             }
-            let mut lag = BTreeMap::new();
+            // Several members of one stage (threads) each report their own
+            // partitions: update those, drop the ones this client no longer wants.
+            let mut lag = inner.lag.take().unwrap_or_default();
             for p in topic.partitions.values() {
-                if p.partition < 0 || !p.desired {
+                if p.partition < 0 {
                     continue;
                 }
-                lag.insert(p.partition, partition_lag(p));
-            }
-            // Partitions gone since the last report read 0, not a stale value.
-            for (p, g) in &inner.lag_gauges {
-                if !lag.contains_key(p) {
+                if p.desired {
+                    let l = partition_lag(p);
+                    lag.insert(p.partition, l);
+                    let g = inner.lag_gauges.entry(p.partition).or_insert_with(|| {
+                        gauge!("rampart_consumer_lag_messages", "stage" => h.name, "partition" => p.partition.to_string())
+                    });
+                    g.set(l.max(0) as f64);
+                } else if lag.remove(&p.partition).is_some()
+                    && let Some(g) = inner.lag_gauges.get(&p.partition)
+                {
                     g.set(0.0);
                 }
-            }
-            for (&p, &l) in &lag {
-                let g = inner.lag_gauges.entry(p).or_insert_with(|| {
-                    gauge!("rampart_consumer_lag_messages", "stage" => h.name, "partition" => p.to_string())
-                });
-                g.set(l.max(0) as f64);
             }
             inner.lag = Some(lag);
         }
@@ -350,7 +380,7 @@ pub fn readiness() -> Result<(), String> {
         if counters.assigned.load(Ordering::Relaxed) == 0 {
             return Err(format!("{name}: no partitions assigned"));
         }
-        let replaying = h.replaying.load(Ordering::Relaxed);
+        let replaying = h.replaying();
         if replaying > 0 {
             return Err(format!("{name}: replaying {replaying} partitions"));
         }
@@ -385,6 +415,31 @@ pub fn refresh() {
             continue;
         };
         let s = h.name;
+        gauge!("rampart_assigned_partitions", "stage" => s)
+            .set(c.assigned.load(Ordering::Relaxed) as f64);
+        let slots = lock(&h.slots);
+        let sum = |f: fn(&Slot) -> &AtomicU64| -> f64 {
+            slots
+                .iter()
+                .map(|x| f(x).load(Ordering::Relaxed))
+                .sum::<u64>() as f64
+        };
+        gauge!("rampart_replaying_partitions", "stage" => s).set(sum(|x| &x.replaying));
+        if s == "ingest" {
+            gauge!("rampart_dedup_entries").set(sum(|x| &x.dedup_entries));
+            gauge!("rampart_dedup_table_bytes").set(sum(|x| &x.dedup_bytes));
+            gauge!("rampart_dedup_evicted_early_entries").set(sum(|x| &x.dedup_evicted));
+        }
+        let low = slots
+            .iter()
+            .map(|x| x.watermark.load(Ordering::Relaxed))
+            .filter(|&w| w != i64::MIN)
+            .min();
+        drop(slots);
+        if let Some(w) = low {
+            gauge!("rampart_watermark_lag_seconds", "stage" => s)
+                .set(now_ms().saturating_sub(w) as f64 / 1000.0);
+        }
         counter!("rampart_checkpoint_commits_total", "stage" => s)
             .absolute(c.commits.load(Ordering::Relaxed));
         counter!("rampart_checkpoint_aborts_total", "stage" => s)
@@ -422,13 +477,7 @@ pub struct IngestMetrics {
     discarded: Vec<(Rejection, Counter)>,
     invalid_input: Counter,
     dlq_messages: Counter,
-    partitions: Gauge,
-    replaying: Gauge,
-    watermark_lag: Gauge,
-    dedup_entries: Gauge,
-    dedup_bytes: Gauge,
-    dedup_evicted: Gauge,
-    health: Arc<StageHealth>,
+    slot: Arc<Slot>,
 }
 
 impl Default for IngestMetrics {
@@ -461,13 +510,7 @@ impl IngestMetrics {
                 .collect(),
             invalid_input: counter!("rampart_errors_total", "stage" => S, "error_type" => "invalid_input"),
             dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
-            partitions: gauge!("rampart_assigned_partitions", "stage" => S),
-            replaying: gauge!("rampart_replaying_partitions", "stage" => S),
-            watermark_lag: gauge!("rampart_watermark_lag_seconds", "stage" => S),
-            dedup_entries: gauge!("rampart_dedup_entries"),
-            dedup_bytes: gauge!("rampart_dedup_table_bytes"),
-            dedup_evicted: gauge!("rampart_dedup_evicted_early_entries"),
-            health: stage_health(S),
+            slot: stage_health(S).new_slot(),
         }
     }
 
@@ -503,10 +546,9 @@ impl IngestMetrics {
         self.sent_bytes.increment(bytes as u64);
     }
 
-    pub fn set_partitions(&self, n: usize) {
-        self.partitions.set(n as f64);
-        self.health.partitions.store(n as u64, Ordering::Relaxed);
-    }
+    /// Partitions are counted by the stage itself (`rampart_assigned_partitions`
+    /// is set from its counters at scrape time); kept for the handler's calls.
+    pub fn set_partitions(&self, _n: usize) {}
 
     /// Gauges that describe state, refreshed per tick: dedup tables, the
     /// lowest watermark, and how many partitions are still replaying.
@@ -522,17 +564,13 @@ impl IngestMetrics {
                 low = Some(low.map_or(w, |l| l.min(w)));
             }
         }
-        self.dedup_entries.set(entries as f64);
-        self.dedup_bytes.set(bytes as f64);
-        self.dedup_evicted.set(evicted as f64);
-        if let Some(w) = low {
-            self.watermark_lag
-                .set((now_ms().saturating_sub(w)) as f64 / 1000.0);
-        }
-        self.replaying.set(replaying as f64);
-        self.health
-            .replaying
-            .store(replaying as u64, Ordering::Relaxed);
+        let slot = &self.slot;
+        slot.dedup_entries.store(entries, Ordering::Relaxed);
+        slot.dedup_bytes.store(bytes, Ordering::Relaxed);
+        slot.dedup_evicted.store(evicted, Ordering::Relaxed);
+        slot.watermark
+            .store(low.unwrap_or(i64::MIN), Ordering::Relaxed);
+        slot.replaying.store(replaying as u64, Ordering::Relaxed);
     }
 }
 
@@ -700,12 +738,9 @@ pub struct MergeMetrics {
     malformed_discarded: Counter,
     dlq_messages: Counter,
     windows: Counter,
-    partitions: Gauge,
-    replaying: Gauge,
-    watermark_lag: Gauge,
     close_latency: Histogram,
     domain: Domain,
-    health: Arc<StageHealth>,
+    slot: Arc<Slot>,
 }
 
 impl Default for MergeMetrics {
@@ -748,12 +783,9 @@ impl MergeMetrics {
             malformed_discarded: counter!("rampart_discarded_messages_total", "stage" => S, "reason" => "malformed_partials"),
             dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
             windows: counter!("rampart_windows_closed_total"),
-            partitions: gauge!("rampart_assigned_partitions", "stage" => S),
-            replaying: gauge!("rampart_replaying_partitions", "stage" => S),
-            watermark_lag: gauge!("rampart_watermark_lag_seconds", "stage" => S),
             close_latency: histogram!(WINDOW_CLOSE_LATENCY),
             domain: Domain::new(top),
-            health: stage_health(S),
+            slot: stage_health(S).new_slot(),
         }
     }
 
@@ -802,21 +834,17 @@ impl MergeMetrics {
         }
     }
 
-    pub fn set_partitions(&self, n: usize) {
-        self.partitions.set(n as f64);
-        self.health.partitions.store(n as u64, Ordering::Relaxed);
-    }
+    /// Partitions are counted by the stage itself (see [`IngestMetrics::set_partitions`]).
+    pub fn set_partitions(&self, _n: usize) {}
 
     /// Per tick: partitions replaying and the oldest non-final window start.
     pub fn flush(&self, replaying: usize, final_before: Option<i64>) {
-        self.replaying.set(replaying as f64);
-        self.health
+        self.slot
             .replaying
             .store(replaying as u64, Ordering::Relaxed);
-        if let Some(fb) = final_before {
-            self.watermark_lag
-                .set(now_ms().saturating_sub(fb) as f64 / 1000.0);
-        }
+        self.slot
+            .watermark
+            .store(final_before.unwrap_or(i64::MIN), Ordering::Relaxed);
     }
 }
 
