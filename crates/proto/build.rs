@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["event.proto", "rollup.proto", "internal.proto"]
-        .map(|f| root.join("rampart/v1").join(f));
+    let files =
+        ["event.proto", "rollup.proto", "internal.proto"].map(|f| root.join("rampart/v1").join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
