@@ -277,7 +277,12 @@ pub struct PartitionIngest {
     dst_cache: V4Cache,
     views: Vec<EventView<'static>>,
     scratch: Scratch,
+    /// Cells of rolled-up windows, emptied, for the next windows to reuse.
+    cell_pool: Vec<WindowCells>,
 }
+
+/// Most recycled `WindowCells` kept (more than the windows open at once).
+const CELL_POOL: usize = 4;
 
 /// Per-batch buffers of the phased hot loop, reused across batches.
 #[derive(Debug, Default)]
@@ -321,6 +326,7 @@ impl PartitionIngest {
             dst_cache: V4Cache::new(),
             views: Vec::new(),
             scratch: Scratch::default(),
+            cell_pool: Vec::new(),
         }
     }
 
@@ -470,7 +476,7 @@ impl PartitionIngest {
                             start,
                             first_offset: offset,
                             head_before,
-                            cells: WindowCells::default(),
+                            cells: self.cell_pool.pop().unwrap_or_default(),
                         };
                         self.windows.insert(i, w);
                         i
@@ -756,18 +762,23 @@ impl PartitionIngest {
     }
 
     fn roll_up<E: Enricher + ?Sized>(
-        &self,
+        &mut self,
         w: OpenWindow,
         enricher: &E,
         out: &mut Vec<pb::Partial>,
     ) {
+        let mut cells = w.cells;
         cells::roll_up(
-            w.cells,
+            &cells,
             w.start,
             &self.origins,
             |s| enricher.sector_name(SectorId(s)),
             out,
         );
+        if self.cell_pool.len() < CELL_POOL {
+            cells.recycle();
+            self.cell_pool.push(cells);
+        }
     }
 }
 

@@ -70,6 +70,14 @@ impl SourceSketch {
         Self::default()
     }
 
+    /// Empties the sketch (keeping an exact sketch's allocation).
+    pub fn clear(&mut self) {
+        match &mut self.repr {
+            Repr::Exact(v) => v.clear(),
+            Repr::Dense(_) => self.repr = Repr::Exact(Vec::new()),
+        }
+    }
+
     /// Adds one hash (see `source_hash`).
     pub fn insert_hash(&mut self, h: u64) {
         match &mut self.repr {

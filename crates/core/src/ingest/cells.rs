@@ -109,6 +109,14 @@ impl CountTable {
         }
     }
 
+    /// Empties the table, keeping its capacity for the next window.
+    fn clear(&mut self) {
+        if self.len > 0 {
+            self.slots.fill((0, 0));
+            self.len = 0;
+        }
+    }
+
     fn extend_bag(&self, bag: &mut Vec<(u32, u64)>) {
         bag.extend(self.slots.iter().copied().filter(|e| e.1 != 0));
     }
@@ -147,6 +155,41 @@ pub(super) struct Unique {
 }
 
 impl Core {
+    /// True when no event (raw or late) was counted.
+    fn is_empty(&self) -> bool {
+        self.raw == 0 && self.late == 0
+    }
+
+    /// Resets every counter, keeping the count tables' capacity.
+    fn clear(&mut self) {
+        let Core {
+            raw,
+            unique,
+            dups,
+            packets,
+            bytes,
+            late,
+            first,
+            last,
+            ports,
+            kinds,
+            other_kinds,
+            rules,
+        } = self;
+        *raw = 0;
+        *unique = 0;
+        *dups = 0;
+        *packets = 0;
+        *bytes = 0;
+        *late = 0;
+        *first = 0;
+        *last = 0;
+        ports.clear();
+        *kinds = [0; KINDS];
+        other_kinds.clear();
+        rules.clear();
+    }
+
     #[inline]
     pub fn add_late(&mut self) {
         self.late += 1;
@@ -206,6 +249,12 @@ impl OriginCell {
         }
     }
 
+    fn clear(&mut self) {
+        self.core.clear();
+        self.v4_bits = [0; 4];
+        self.v6_sources.clear();
+    }
+
     fn sketch(&self, prefix: u64) -> SourceSketch {
         let mut hashes: Vec<u64> = if prefix & V6_TAG == 0 {
             let [_, p0, p1, p2] = (prefix as u32).to_be_bytes();
@@ -242,6 +291,11 @@ pub(super) struct SectorCell {
 }
 
 /// The cells of one open window.
+///
+/// After its roll-up a window's cells are recycled for a later window
+/// ([`WindowCells::recycle`]): consecutive windows see mostly the same keys,
+/// so the maps and count tables keep their capacity instead of being grown
+/// again from empty, one allocation at a time, every window.
 #[derive(Debug, Default)]
 pub(super) struct WindowCells {
     origin: FxHashMap<OriginKey, OriginCell>,
@@ -249,6 +303,23 @@ pub(super) struct WindowCells {
 }
 
 impl WindowCells {
+    /// Empties every cell for reuse by another window. Cells that counted
+    /// nothing in the window just rolled up are dropped, so the key set stays
+    /// that of the last window.
+    pub fn recycle(&mut self) {
+        self.origin.retain(|_, c| {
+            let used = !c.core.is_empty();
+            c.clear();
+            used
+        });
+        self.sector.retain(|_, c| {
+            let used = !c.core.is_empty();
+            c.core.clear();
+            c.sources.clear();
+            used
+        });
+    }
+
     /// The two cells an event with these keys updates.
     #[inline]
     pub fn cells_mut(&mut self, ok: OriginKey, sk: u32) -> (&mut OriginCell, &mut SectorCell) {
@@ -369,7 +440,7 @@ fn country_str(c: [u8; 2]) -> String {
 /// Rolls the cells of the window starting at `start` up into partials,
 /// appended to `out` in (dimension, key) order.
 pub(super) fn roll_up<'n>(
-    cells: WindowCells,
+    cells: &WindowCells,
     start: i64,
     origins: &[Origin],
     sector_name: impl Fn(u16) -> &'n str,
@@ -377,7 +448,7 @@ pub(super) fn roll_up<'n>(
 ) {
     let mut asn: FxHashMap<u32, Acc> = FxHashMap::default();
     let mut prefix: FxHashMap<u64, Acc> = FxHashMap::default();
-    for (k, c) in &cells.origin {
+    for (k, c) in cells.origin.iter().filter(|(_, c)| !c.core.is_empty()) {
         let origin = origins
             .get(k.origin as usize)
             .copied()
@@ -386,11 +457,10 @@ pub(super) fn roll_up<'n>(
         asn.entry(origin.asn).or_default().add(&c.core, &sk);
         prefix.entry(k.prefix).or_default().add(&c.core, &sk);
     }
-    drop(cells.origin);
     let mut country: FxHashMap<[u8; 2], Acc> = FxHashMap::default();
     let mut sector: FxHashMap<u16, Acc> = FxHashMap::default();
     let mut cs: Vec<(u32, Acc)> = Vec::with_capacity(cells.sector.len());
-    for (k, c) in cells.sector {
+    for (&k, c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
         let (ctry, sec) = sector_key_parts(k);
         country.entry(ctry).or_default().add(&c.core, &c.sources);
         sector.entry(sec).or_default().add(&c.core, &c.sources);
