@@ -81,6 +81,18 @@ listen = ""
     path
 }
 
+/// Kills `rampart run` if the test panics before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn topics() -> Topics {
     Topics {
         input: unique_name("raw"),
@@ -134,7 +146,7 @@ fn loadgen_run_verify_passes_and_a_corrupted_rollup_fails_by_name() {
     assert!(text.contains("20,000 events"), "{text}");
 
     let instance = unique_name("verify-test");
-    let mut run = rampart_cmd(&cfg, &["--instance", &instance]);
+    let mut run = KillOnDrop(rampart_cmd(&cfg, &["--instance", &instance]));
     let verify_args = [
         "verify",
         "--manifest",
@@ -184,7 +196,7 @@ fn loadgen_run_verify_passes_and_a_corrupted_rollup_fails_by_name() {
     );
     assert!(stdout.contains("1 published more than once"), "{stdout}");
 
-    let status = terminate(&mut run);
+    let status = terminate(&mut run.0);
     assert!(status.success(), "rampart run exited with {status}");
     assert!(
         started.elapsed() < Duration::from_secs(170),
