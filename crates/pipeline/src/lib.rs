@@ -112,12 +112,22 @@ fn admin(settings: &Settings) -> Result<AdminClient<DefaultClientContext>, RunEr
         .map_err(|e| RunError::Kafka(rampart_kafka::Error::client("create admin client", e)))
 }
 
+/// Partitions of `topic`. A topic created a moment ago may not be in the
+/// broker's metadata yet, so an unknown topic is retried for a few seconds.
 fn partition_count(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
 ) -> Result<u32, RunError> {
-    let n = rampart_kafka::partition_count(admin, topic)?;
-    Ok(n.max(1) as u32)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match rampart_kafka::partition_count(admin, topic) {
+            Ok(n) => return Ok(n.max(1) as u32),
+            Err(rampart_kafka::Error::UnknownTopic(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Starts the stages of `role` and runs them until `shutdown` is set. Each
