@@ -14,6 +14,20 @@
 //! - at-least-once: the producer is flushed, every delivery checked, then the
 //!   offsets are committed; any failed delivery rewinds instead of committing.
 //!
+//! Failures (exactly-once): an error librdkafka marks *abortable* (a failed
+//! produce, a fenced offset commit of a zombie whose generation is gone) is
+//! handled in place: abort, forget all state, rebuild every owned partition
+//! from its committed offset and metadata. Anything else ends the stage with
+//! [`StageError::Fatal`] and `rampart run` exits non-zero: a fenced producer
+//! (a newer instance with the same transactional id, or the broker timed the
+//! transaction out), a commit that timed out (its outcome is unknown, so the
+//! in-memory state cannot be trusted), an abort that fails. Recovery is the
+//! process supervisor's restart (Kubernetes, systemd): the new producer's
+//! `init_transactions` fences the old epoch and completes or aborts whatever
+//! was in flight, and the stage resumes from what actually committed. No
+//! in-process rebuild loop: restarting the process is the one recovery path,
+//! and the chaos tests (crates/cli/tests/chaos*.rs) exercise it.
+//!
 //! Rebalances (cooperative): on revoke the stage checkpoints first, so the next
 //! owner resumes exactly where this one stopped; on assign it reads the
 //! committed offsets and metadata, lets the handler build its state and starts
@@ -320,9 +334,14 @@ impl<H: Handler> Inner<H> {
             }
             Err(e) => {
                 self.counters.aborts.fetch_add(1, Ordering::Relaxed);
-                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal() || !t.txn_requires_abort() && !t.is_retriable());
+                // Only an error librdkafka says requires an abort is handled in
+                // place. Fatal errors (fenced) and retriable ones (a timed-out
+                // commit: its outcome is unknown, the broker may have committed
+                // it) end the stage; the process exits non-zero and its
+                // supervisor restarts it, which resolves the transaction.
+                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal() || !t.txn_requires_abort());
                 if fatal {
-                    warn!(stage = self.settings.name, error = %e, "fatal checkpoint error");
+                    warn!(stage = self.settings.name, error = %e, "fatal checkpoint error (fenced, or commit outcome unknown); exiting for a restart");
                     self.fatal = Some(e);
                     return;
                 }
