@@ -297,6 +297,33 @@ struct Scratch {
     /// Runs of non-late events `[start..)` sharing one dedup expiry state:
     /// `(start, watermark to expire at before the run)`.
     runs: Vec<(usize, Option<i64>)>,
+    /// Counted events with their resolved cells, in event order.
+    pending: Vec<Pending>,
+}
+
+/// A counted event whose cells are resolved but not yet updated.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    event: u32,
+    dup: bool,
+    window: i64,
+    ids: cells::CellIds,
+    source_hash: u64,
+}
+
+/// Events whose cell cache misses are taken together.
+const CELL_GROUP: usize = 32;
+
+#[inline]
+fn unique_of(ev: &EventView<'_>) -> Unique {
+    Unique {
+        time_ms: ev.time_ms,
+        packets: ev.packets,
+        bytes: ev.bytes,
+        dst_port: ev.dst_port,
+        kind: ev.kind as u32,
+        rule_id: ev.rule_id,
+    }
 }
 
 impl PartitionIngest {
@@ -458,15 +485,10 @@ impl PartitionIngest {
         (OriginKey { prefix, origin }, sector_key(country, sector))
     }
 
+    /// Index of the open window starting at `start`, opened when missing.
     #[inline]
-    fn cells_mut(
-        &mut self,
-        start: i64,
-        key: (OriginKey, u32),
-        offset: i64,
-        head_before: Option<i64>,
-    ) -> (&mut cells::OriginCell, &mut cells::SectorCell) {
-        let idx = match self.windows.get(self.last_window) {
+    fn window_idx(&mut self, start: i64, offset: i64, head_before: Option<i64>) -> usize {
+        match self.windows.get(self.last_window) {
             Some(w) if w.start == start => self.last_window,
             _ => {
                 let idx = match self.windows.binary_search_by_key(&start, |w| w.start) {
@@ -485,10 +507,24 @@ impl PartitionIngest {
                 self.last_window = idx;
                 idx
             }
+        }
+    }
+
+    /// The cells of the open window starting at `start` (never opens one).
+    #[inline]
+    fn window_cells(&mut self, start: i64) -> Option<&mut WindowCells> {
+        let idx = match self.windows.get(self.last_window) {
+            Some(w) if w.start == start => self.last_window,
+            _ => {
+                let i = self
+                    .windows
+                    .binary_search_by_key(&start, |w| w.start)
+                    .ok()?;
+                self.last_window = i;
+                i
+            }
         };
-        // `idx` is in range: it was found or inserted just above.
-        let w = &mut self.windows[idx];
-        w.cells.cells_mut(key.0, key.1)
+        self.windows.get_mut(idx).map(|w| &mut w.cells)
     }
 
     #[inline]
@@ -573,9 +609,15 @@ impl PartitionIngest {
                     st.late += 1;
                     let cur = window_start(h, size);
                     if cur >= self.emitted_before {
-                        let (oc, sc) = self.cells_mut(cur, key, offset, head_start);
-                        oc.core.add_late();
-                        sc.core.add_late();
+                        let wi = self.window_idx(cur, offset, head_start);
+                        if let Some((oc, sc)) = self
+                            .windows
+                            .get_mut(wi)
+                            .and_then(|w| w.cells.cells_mut(key.0, key.1))
+                        {
+                            oc.core.add_late();
+                            sc.core.add_late();
+                        }
                     } else {
                         st.replayed_into_emitted += 1;
                     }
@@ -610,7 +652,9 @@ impl PartitionIngest {
                 self.dedup.check_insert_batch(f, t, d);
             }
         }
-        // Phase 3: cells.
+        // Phase 3a: the cells of every counted event (windows and cells are
+        // created in event order), and source hashes.
+        sc.pending.clear();
         for (&i, &dup) in sc.idx.iter().zip(&sc.dups) {
             let (Some(ev), Some(&key)) = (views.get(i as usize), sc.keys.get(i as usize)) else {
                 continue;
@@ -624,27 +668,58 @@ impl PartitionIngest {
                 st.unique += 1;
             }
             if ws >= self.emitted_before {
-                let (oc, sc) = self.cells_mut(ws, key, offset, head_start);
-                if dup {
+                let wi = self.window_idx(ws, offset, head_start);
+                let Some(w) = self.windows.get_mut(wi) else {
+                    continue;
+                };
+                let ids = w.cells.ids(key.0, key.1);
+                let h = if dup { 0 } else { source_hash(ev.src_ip) };
+                sc.pending.push(Pending {
+                    event: i,
+                    dup,
+                    window: ws,
+                    ids,
+                    source_hash: h,
+                });
+            } else {
+                st.replayed_into_emitted += 1;
+            }
+        }
+        // Phase 3b: a group at a time, load what the updates read (misses
+        // overlap), then update.
+        for group in sc.pending.chunks(CELL_GROUP) {
+            let mut touch = 0u64;
+            for p in group {
+                if let Some(cells) = self.window_cells(p.window) {
+                    touch ^= cells.touch_cells(p.ids);
+                }
+            }
+            for p in group.iter().filter(|p| !p.dup) {
+                let (Some(ev), Some(cells)) =
+                    (views.get(p.event as usize), self.window_cells(p.window))
+                else {
+                    continue;
+                };
+                touch ^= cells.touch_tables(p.ids, &unique_of(ev), p.source_hash);
+            }
+            std::hint::black_box(touch);
+            for p in group {
+                let Some(ev) = views.get(p.event as usize) else {
+                    continue;
+                };
+                let Some((oc, sc)) = self.window_cells(p.window).and_then(|c| c.at(p.ids)) else {
+                    continue;
+                };
+                if p.dup {
                     oc.core.add_duplicate();
                     sc.core.add_duplicate();
                 } else {
-                    let u = Unique {
-                        time_ms: t,
-                        packets: ev.packets,
-                        bytes: ev.bytes,
-                        dst_port: ev.dst_port,
-                        kind: ev.kind as u32,
-                        rule_id: ev.rule_id,
-                    };
+                    let u = unique_of(ev);
                     oc.core.add_unique(&u);
                     sc.core.add_unique(&u);
-                    let h = source_hash(ev.src_ip);
-                    oc.add_source(ev.src_ip, h);
-                    sc.sources.insert_hash(h);
+                    oc.add_source(ev.src_ip, p.source_hash);
+                    sc.sources.insert_hash(p.source_hash);
                 }
-            } else {
-                st.replayed_into_emitted += 1;
             }
         }
         self.scratch = sc;

@@ -78,6 +78,19 @@ impl SourceSketch {
         }
     }
 
+    /// Loads the word `insert_hash(h)` will touch first (a cache hint for
+    /// batched callers); the value means nothing.
+    #[inline]
+    pub fn peek(&self, h: u64) -> u64 {
+        match &self.repr {
+            Repr::Exact(v) => v.get(v.len() / 2).copied().unwrap_or(0),
+            Repr::Dense(regs) => regs
+                .get((h >> (64 - HLL_PRECISION)) as usize)
+                .copied()
+                .map_or(0, u64::from),
+        }
+    }
+
     /// Adds one hash (see `source_hash`).
     pub fn insert_hash(&mut self, h: u64) {
         match &mut self.repr {

@@ -109,6 +109,13 @@ impl CountTable {
         }
     }
 
+    /// Loads the home slot of `v` (see `WindowCells::touch`).
+    #[inline]
+    fn peek(&self, v: u32) -> u64 {
+        let i = (v.wrapping_mul(0x9E37_79B1) >> self.shift) as usize;
+        self.slots.get(i).map_or(0, |e| e.1)
+    }
+
     /// Empties the table, keeping its capacity for the next window.
     fn clear(&mut self) {
         if self.len > 0 {
@@ -290,7 +297,13 @@ pub(super) struct SectorCell {
     pub sources: SourceSketch,
 }
 
-/// The cells of one open window.
+/// The cells of one open window: two slabs of cells, each with a map from
+/// key to slab index.
+///
+/// The maps hold only indices, so they stay small enough to be mostly cached,
+/// and the ingest loop can resolve every event's cells first, then touch
+/// them a group at a time so their cache misses overlap ([`WindowCells::touch`]),
+/// then update them.
 ///
 /// After its roll-up a window's cells are recycled for a later window
 /// ([`WindowCells::recycle`]): consecutive windows see mostly the same keys,
@@ -298,35 +311,98 @@ pub(super) struct SectorCell {
 /// again from empty, one allocation at a time, every window.
 #[derive(Debug, Default)]
 pub(super) struct WindowCells {
-    origin: FxHashMap<OriginKey, OriginCell>,
-    sector: FxHashMap<u32, SectorCell>,
+    origin_ids: FxHashMap<OriginKey, u32>,
+    origin: Vec<(OriginKey, OriginCell)>,
+    sector_ids: FxHashMap<u32, u32>,
+    sector: Vec<(u32, SectorCell)>,
 }
+
+/// Slab indices of an event's origin and sector cells in one window.
+pub(super) type CellIds = (u32, u32);
 
 impl WindowCells {
     /// Empties every cell for reuse by another window. Cells that counted
     /// nothing in the window just rolled up are dropped, so the key set stays
     /// that of the last window.
     pub fn recycle(&mut self) {
-        self.origin.retain(|_, c| {
+        self.origin.retain_mut(|(_, c)| {
             let used = !c.core.is_empty();
             c.clear();
             used
         });
-        self.sector.retain(|_, c| {
+        self.sector.retain_mut(|(_, c)| {
             let used = !c.core.is_empty();
             c.core.clear();
             c.sources.clear();
             used
         });
+        self.origin_ids.clear();
+        self.origin_ids
+            .extend(self.origin.iter().enumerate().map(|(i, e)| (e.0, i as u32)));
+        self.sector_ids.clear();
+        self.sector_ids
+            .extend(self.sector.iter().enumerate().map(|(i, e)| (e.0, i as u32)));
+    }
+
+    /// The slab indices of the cells with these keys, created when missing.
+    #[inline]
+    pub fn ids(&mut self, ok: OriginKey, sk: u32) -> CellIds {
+        let n = self.origin.len() as u32;
+        let o = *self.origin_ids.entry(ok).or_insert(n);
+        if o == n {
+            self.origin.push((ok, OriginCell::default()));
+        }
+        let n = self.sector.len() as u32;
+        let s = *self.sector_ids.entry(sk).or_insert(n);
+        if s == n {
+            self.sector.push((sk, SectorCell::default()));
+        }
+        (o, s)
+    }
+
+    /// The two cells at `ids` (from [`WindowCells::ids`]).
+    #[inline]
+    pub fn at(&mut self, ids: CellIds) -> Option<(&mut OriginCell, &mut SectorCell)> {
+        let o = self.origin.get_mut(ids.0 as usize)?;
+        let s = self.sector.get_mut(ids.1 as usize)?;
+        Some((&mut o.1, &mut s.1))
     }
 
     /// The two cells an event with these keys updates.
     #[inline]
-    pub fn cells_mut(&mut self, ok: OriginKey, sk: u32) -> (&mut OriginCell, &mut SectorCell) {
-        (
-            self.origin.entry(ok).or_default(),
-            self.sector.entry(sk).or_default(),
-        )
+    pub fn cells_mut(
+        &mut self,
+        ok: OriginKey,
+        sk: u32,
+    ) -> Option<(&mut OriginCell, &mut SectorCell)> {
+        let ids = self.ids(ok, sk);
+        self.at(ids)
+    }
+
+    /// Loads the cells at `ids`: the first of two touch passes over a group
+    /// of events before updating them (the cells hold the count tables'
+    /// addresses, so tables are touched in a second pass, `touch_tables`),
+    /// so the group's cache misses overlap. Returns a value only to keep the
+    /// loads.
+    #[inline]
+    pub fn touch_cells(&self, ids: CellIds) -> u64 {
+        let o = self.origin.get(ids.0 as usize).map_or(0, |c| c.1.core.raw);
+        let s = self.sector.get(ids.1 as usize).map_or(0, |c| c.1.core.raw);
+        o ^ s
+    }
+
+    /// Second touch pass: the home slots of the port and rule tables and the
+    /// sketch word that counting `u` with source hash `h` will read.
+    #[inline]
+    pub fn touch_tables(&self, ids: CellIds, u: &Unique, h: u64) -> u64 {
+        let mut acc = 0u64;
+        if let Some((_, c)) = self.origin.get(ids.0 as usize) {
+            acc ^= c.core.ports.peek(u.dst_port) ^ c.core.rules.peek(u.rule_id);
+        }
+        if let Some((_, c)) = self.sector.get(ids.1 as usize) {
+            acc ^= c.core.ports.peek(u.dst_port) ^ c.core.rules.peek(u.rule_id) ^ c.sources.peek(h);
+        }
+        acc
     }
 }
 
@@ -460,7 +536,7 @@ pub(super) fn roll_up<'n>(
     let mut country: FxHashMap<[u8; 2], Acc> = FxHashMap::default();
     let mut sector: FxHashMap<u16, Acc> = FxHashMap::default();
     let mut cs: Vec<(u32, Acc)> = Vec::with_capacity(cells.sector.len());
-    for (&k, c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
+    for &(k, ref c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
         let (ctry, sec) = sector_key_parts(k);
         country.entry(ctry).or_default().add(&c.core, &c.sources);
         sector.entry(sec).or_default().add(&c.core, &c.sources);
