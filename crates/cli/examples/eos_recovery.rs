@@ -1,0 +1,179 @@
+//! Recovery time after a SIGKILL, as a function of the dedup horizon and the
+//! input rate (a measurement driver, not a test).
+//!
+//! For each setting: a seeded workload is produced in real time (event time
+//! advances like the wall clock) to a fresh topic; one `rampart run` (the
+//! release binary next to this example) processes it; after `--kill-at`
+//! seconds it is SIGKILLed and restarted at once under the same instance name.
+//! Reported: the replay distance read from the committed checkpoint metadata
+//! (messages between each partition's replay offset and its committed offset)
+//! and the time from the restart until the ingest group's committed offsets
+//! reach the input's end offsets as of the restart (replay done and backlog
+//! caught up).
+//!
+//! ```text
+//! cargo build --release -p rampart-cli --examples
+//! scripts/kafka start /tmp/k
+//! RAMPART_TEST_BOOTSTRAP=$(cat /tmp/k/bootstrap | cut -d= -f2) \
+//!   target/release/examples/eos_recovery
+//! ```
+
+#[path = "../tests/chaos_support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use rampart_testkit::KafkaBroker;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use support::*;
+
+struct Setting {
+    name: &'static str,
+    rate: u64,
+    dedup: &'static str,
+}
+
+fn committed(c: &BaseConsumer, topic: &str, parts: u32) -> Vec<(i64, String)> {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..parts {
+        tpl.add_partition(topic, p as i32);
+    }
+    let got = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap_or_default();
+    (0..parts)
+        .map(|p| {
+            got.find_partition(topic, p as i32)
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => (o, e.metadata().to_owned()),
+                    _ => (-1, String::new()),
+                })
+                .unwrap_or((-1, String::new()))
+        })
+        .collect()
+}
+
+fn main() {
+    let broker = KafkaBroker::start().expect("broker (set RAMPART_TEST_BOOTSTRAP)");
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .join("rampart");
+    assert!(
+        bin.exists(),
+        "build the rampart binary first: {}",
+        bin.display()
+    );
+    let produce_for = Duration::from_secs(45);
+    let kill_at = Duration::from_secs(35);
+    let settings = [
+        Setting {
+            name: "5k ev/s, horizon 1m (auto fingerprint)",
+            rate: 5_000,
+            dedup: "[dedup]\nhorizon = \"1m\"\nbucket = \"10s\"\n",
+        },
+        Setting {
+            name: "5k ev/s, horizon 10m (auto fingerprint)",
+            rate: 5_000,
+            dedup: "[dedup]\nhorizon = \"10m\"\n",
+        },
+        Setting {
+            name: "20k ev/s, horizon 10m (auto fingerprint)",
+            rate: 20_000,
+            dedup: "[dedup]\nhorizon = \"10m\"\n",
+        },
+        Setting {
+            name: "5k ev/s, horizon 10m, fields without time bucket",
+            rate: 5_000,
+            dedup: "[dedup]\nhorizon = \"10m\"\nfields = [\"src_ip\", \"dst_ip\", \"dst_port\", \"protocol\"]\n",
+        },
+    ];
+    println!(
+        "window 20 s, 6 input partitions, 50 events per message, checkpoint 1 s, kill at {kill_at:?}"
+    );
+    for s in &settings {
+        let spec = Spec {
+            events: s.rate * produce_for.as_secs(),
+            rate: s.rate,
+            extra_config: s.dedup.to_owned(),
+            idle_timeout: "30s".into(),
+            ..Spec::default()
+        };
+        let w = workload(&broker, &spec);
+        let input = produce_paced(&w, produce_for);
+        let mut fleet = Fleet::new(&bin, &w);
+        fleet.env = vec![("RAMPART_WINDOW__SIZE".into(), "20s".into())];
+        let started = Instant::now();
+        fleet.start("r");
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &w.bootstrap)
+            .set("group.id", &w.topics.ingest_group)
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        fleet.sleep(kill_at.saturating_sub(started.elapsed()));
+        fleet.kill9("r");
+        let before = committed(&probe, &w.topics.input, w.partitions);
+        let replay: i64 = before
+            .iter()
+            .map(|(o, m)| {
+                let r = rampart_core::ingest::ResumePoint::from_metadata(m)
+                    .map(|rp| rp.replay_from_offset)
+                    .unwrap_or(*o);
+                (o - r).max(0)
+            })
+            .sum();
+        let restart = Instant::now();
+        fleet.start("r");
+        let ends: Vec<i64> = (0..w.partitions)
+            .map(|p| {
+                probe
+                    .fetch_watermarks(&w.topics.input, p as i32, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        let backlog: i64 = ends
+            .iter()
+            .zip(&before)
+            .map(|(e, (o, _))| e - o.max(&0))
+            .sum();
+        let log = fleet.live["r"].log.clone();
+        let mut assigned = None;
+        let mut caught_up = None;
+        while restart.elapsed() < Duration::from_secs(120) {
+            if assigned.is_none()
+                && std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .any(|l| l.contains("partitions assigned") && l.contains("ingest"))
+            {
+                assigned = Some(restart.elapsed());
+            }
+            let now = committed(&probe, &w.topics.input, w.partitions);
+            if now.iter().zip(&ends).all(|((o, _), e)| o >= e) {
+                caught_up = Some(restart.elapsed());
+                break;
+            }
+            fleet.sleep(Duration::from_millis(100));
+        }
+        println!(
+            "{:<52} replay {:>6} msgs ({:>7} events) + backlog {:>5} msgs -> assigned after {}, caught up after {}",
+            s.name,
+            replay,
+            replay * 50,
+            backlog,
+            assigned.map_or_else(|| "?".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+            caught_up.map_or_else(
+                || "> 120 s".to_owned(),
+                |d| format!("{:.2} s", d.as_secs_f64())
+            )
+        );
+        fleet.shutdown();
+        input.join().unwrap();
+    }
+}
