@@ -18,6 +18,8 @@
 //!   target/release/examples/eos_recovery
 //! ```
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../tests/chaos_support/mod.rs"]
 mod support;
 
