@@ -25,7 +25,11 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("auto.offset.reset", "earliest"),
     // One consumer queue for all partitions: at most 32 MiB prefetched (librdkafka: 64 MiB).
     ("queued.max.messages.kbytes", "32768"),
-    ("queued.min.messages", "20000"),
+    ("queued.min.messages", "200000"),
+    // When a partition's queue is over those thresholds librdkafka waits this long before
+    // fetching it again (default 1 s): with small messages that capped reads near
+    // queued.min.messages per partition per second.
+    ("fetch.queue.backoff.ms", "20"),
     // At most 16 MiB per fetch response (librdkafka: 50 MiB).
     ("fetch.max.bytes", "16777216"),
 ];
