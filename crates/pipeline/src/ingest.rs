@@ -33,6 +33,9 @@ struct Part {
     /// Next offset to read (last processed + 1), `None` before the first message.
     next_offset: Option<i64>,
     last_input: Instant,
+    /// A message arrived since the last tick (the tick stamps `last_input`,
+    /// so the hot path reads no clock).
+    input_since_tick: bool,
     last_idle_advance: Instant,
     /// Something changed since the last checkpoint.
     dirty: bool,
@@ -224,6 +227,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
                 replay_until,
                 next_offset: fetch_from,
                 last_input: now,
+                input_since_tick: false,
                 last_idle_advance: now,
                 dirty: false,
                 at_end: false,
@@ -248,8 +252,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             );
             return;
         };
-        part.last_input = Instant::now();
-        part.last_idle_advance = part.last_input;
+        part.input_since_tick = true;
         part.at_end = false;
         part.next_offset = Some(offset + 1);
         part.dirty = true;
@@ -288,6 +291,11 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
 
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>) {
         let idle = self.wiring.idle_timeout_ms.max(1) as u128;
+        for p in self.parts.values_mut().filter(|p| p.input_since_tick) {
+            p.input_since_tick = false;
+            p.last_input = now;
+            p.last_idle_advance = now;
+        }
         let is_idle = |p: &Part| p.at_end && now.duration_since(p.last_input).as_millis() >= idle;
         let frontier = self.parts.values().filter_map(|p| p.core.head()).max();
         let all_idle = self.parts.values().all(is_idle);
