@@ -234,6 +234,149 @@ impl SourceSketch {
     }
 }
 
+/// A write-optimised builder of a [`SourceSketch`]: while small, an unsorted
+/// open-addressing set (one probe per insert instead of a binary search and
+/// a shift of a sorted vector); dense registers above [`EXACT_LIMIT`]
+/// distinct hashes. [`SourceSet::to_sketch`] gives the same sketch as
+/// inserting the same hashes into a `SourceSketch` in any order.
+#[derive(Clone, Debug, Default)]
+pub struct SourceSet {
+    /// Power-of-two slots, 0 = empty (hash 0 is `has_zero`); empty when dense.
+    slots: Vec<u64>,
+    len: usize,
+    has_zero: bool,
+    dense: Option<Box<[u8]>>,
+}
+
+impl SourceSet {
+    const FIRST_SLOTS: usize = 16;
+
+    #[inline]
+    fn slot_of(h: u64, slots: usize) -> usize {
+        // Low bits: the dense index uses the top ones.
+        (h as usize) & (slots - 1)
+    }
+
+    /// Adds one hash (see `source_hash`).
+    #[inline]
+    pub fn insert_hash(&mut self, h: u64) {
+        if let Some(regs) = &mut self.dense {
+            hll_update(regs, h);
+            return;
+        }
+        if h == 0 {
+            if !self.has_zero {
+                self.has_zero = true;
+                self.len += 1;
+                self.spill_if_full();
+            }
+            return;
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![0; Self::FIRST_SLOTS];
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = Self::slot_of(h, self.slots.len());
+        loop {
+            match self.slots.get_mut(i) {
+                Some(s) if *s == h => return,
+                Some(s) if *s == 0 => {
+                    *s = h;
+                    self.len += 1;
+                    break;
+                }
+                Some(_) => i = (i + 1) & mask,
+                None => return,
+            }
+        }
+        if self.len * 2 > self.slots.len() {
+            self.grow();
+        }
+        self.spill_if_full();
+    }
+
+    fn hashes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.slots
+            .iter()
+            .copied()
+            .filter(|&h| h != 0)
+            .chain(self.has_zero.then_some(0))
+    }
+
+    #[cold]
+    fn spill_if_full(&mut self) {
+        if self.len > EXACT_LIMIT {
+            let mut regs = vec![0u8; HLL_REGISTERS].into_boxed_slice();
+            for h in self.hashes() {
+                hll_update(&mut regs, h);
+            }
+            self.dense = Some(regs);
+            self.slots = Vec::new();
+            self.has_zero = false;
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let doubled = vec![0; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.slots.len() - 1;
+        for h in old.into_iter().filter(|&h| h != 0) {
+            let mut i = Self::slot_of(h, self.slots.len());
+            while let Some(s) = self.slots.get_mut(i) {
+                if *s == 0 {
+                    *s = h;
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+    }
+
+    /// Loads the word `insert_hash(h)` will touch first (a cache hint for
+    /// batched callers); the value means nothing.
+    #[inline]
+    pub fn peek(&self, h: u64) -> u64 {
+        match &self.dense {
+            Some(regs) => regs
+                .get((h >> (64 - HLL_PRECISION)) as usize)
+                .copied()
+                .map_or(0, u64::from),
+            None if self.slots.is_empty() => 0,
+            None => self
+                .slots
+                .get(Self::slot_of(h, self.slots.len()))
+                .copied()
+                .unwrap_or(0),
+        }
+    }
+
+    /// Empties the set, keeping a small set's allocation.
+    pub fn clear(&mut self) {
+        if self.dense.take().is_none() {
+            self.slots.fill(0);
+        }
+        self.len = 0;
+        self.has_zero = false;
+    }
+
+    /// The sketch of the hashes inserted.
+    pub fn to_sketch(&self) -> SourceSketch {
+        match &self.dense {
+            Some(regs) => SourceSketch {
+                repr: Repr::Dense(regs.clone()),
+            },
+            None => {
+                let mut v: Vec<u64> = self.hashes().collect();
+                v.sort_unstable();
+                SourceSketch {
+                    repr: Repr::Exact(v),
+                }
+            }
+        }
+    }
+}
+
 /// Ertl's sigma function (for the count of zero registers).
 fn sigma(mut x: f64) -> f64 {
     if x == 1.0 {
@@ -293,6 +436,27 @@ mod tests {
         assert_eq!(p.registers.len(), HLL_REGISTERS);
         assert!(p.exact.is_empty());
         assert_eq!(SourceSketch::from_proto(&p).unwrap(), s);
+    }
+
+    #[test]
+    fn source_set_equals_sketch() {
+        for n in [0u64, 1, 5, 200, 256, 257, 300, 5000] {
+            let mut set = SourceSet::default();
+            let mut sk = SourceSketch::new();
+            for i in 0..n {
+                // Repeats and a zero hash included.
+                let h = if i == 3 {
+                    0
+                } else {
+                    source_hash(&(i % 997).to_be_bytes())
+                };
+                set.insert_hash(h);
+                sk.insert_hash(h);
+            }
+            assert_eq!(set.to_sketch(), sk, "n = {n}");
+            set.clear();
+            assert_eq!(set.to_sketch(), SourceSketch::new());
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!   of the last octet (IPv4) or a list of source hashes (IPv6).
 //! - a **sector cell** keyed by (origin country, target sector). It rolls up
 //!   into the country, target sector and country × sector dimensions. Its
-//!   sources are a `SourceSketch` fed per unique event.
+//!   sources are a `SourceSet` (hash set, then HLL registers) fed per unique event.
 //!
 //! Both cells see the same events, so a dimension may be rolled up from either;
 //! each uses the one with fewer cells to merge. At realistic rates (tens of
@@ -24,7 +24,7 @@ use crate::aggregate::counts_from_bag;
 use crate::enrich::Origin;
 use crate::proto::v1::Dimension;
 use crate::proto::v1::internal as pb;
-use crate::sketch::{SourceSketch, source_hash};
+use crate::sketch::{SourceSet, SourceSketch, source_hash};
 
 /// Tag bit of an IPv6 prefix in `OriginKey::prefix`.
 pub(super) const V6_TAG: u64 = 1 << 63;
@@ -294,7 +294,7 @@ impl OriginCell {
 #[derive(Debug, Default)]
 pub(super) struct SectorCell {
     pub core: Core,
-    pub sources: SourceSketch,
+    pub sources: SourceSet,
 }
 
 /// The cells of one open window: two slabs of cells, each with a map from
@@ -538,10 +538,11 @@ pub(super) fn roll_up<'n>(
     let mut cs: Vec<(u32, Acc)> = Vec::with_capacity(cells.sector.len());
     for &(k, ref c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
         let (ctry, sec) = sector_key_parts(k);
-        country.entry(ctry).or_default().add(&c.core, &c.sources);
-        sector.entry(sec).or_default().add(&c.core, &c.sources);
+        let sources = c.sources.to_sketch();
+        country.entry(ctry).or_default().add(&c.core, &sources);
+        sector.entry(sec).or_default().add(&c.core, &sources);
         let mut a = Acc::default();
-        a.add(&c.core, &c.sources);
+        a.add(&c.core, &sources);
         cs.push((k, a));
     }
 
