@@ -53,7 +53,7 @@ fn bench(c: &mut Criterion) {
     let world = Arc::new(World::new(WorldConfig::default()).unwrap());
     let recs = records(&world);
     let settings = rampart_pipeline::config::load(None, std::iter::empty()).unwrap();
-    let metrics = IngestMetrics::new();
+    let mut metrics = IngestMetrics::new();
     let mut out = Vec::new();
     let mut pass = |with_metrics: bool| -> Duration {
         let mut enricher = world.enricher();

@@ -324,6 +324,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         for p in advanced {
             self.drain_closed(p, out);
         }
+        self.metrics.flush_counts();
         let replaying = self
             .parts
             .values()
