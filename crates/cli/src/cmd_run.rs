@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use clap::{Args, ValueEnum};
 use rampart_pipeline::Role;
@@ -43,7 +43,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         RoleArg::Merge => Role::Merge,
     };
     let shutdown = Arc::new(AtomicBool::new(false));
-    install_signal_handlers(shutdown.clone())?;
+    crate::util::install_signal_handlers(shutdown.clone())?;
     // Kept alive for the whole run: dropping it stops the endpoints.
     let _metrics_server = if settings.raw.metrics.listen.is_empty() {
         None
@@ -57,37 +57,5 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(?role, %instance, brokers = %settings.raw.kafka.brokers, "rampart starting");
     rampart_pipeline::run(&settings, role, &instance, shutdown, None)?;
     info!("rampart stopped cleanly");
-    Ok(())
-}
-
-/// SIGINT and SIGTERM set `flag`; a second signal exits at once.
-fn install_signal_handlers(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
-                for _ in 0..2 {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                    if flag.swap(true, Ordering::SeqCst) {
-                        eprintln!("second signal: exiting without a final checkpoint");
-                        std::process::exit(130);
-                    }
-                    info!("signal received: draining and committing");
-                }
-            });
-        })?;
     Ok(())
 }

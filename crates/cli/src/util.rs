@@ -51,9 +51,10 @@ pub fn install_signal_handlers(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
                         _ = int.recv() => {}
                     }
                     if flag.swap(true, Ordering::SeqCst) {
-                        eprintln!("second signal: exiting now");
+                        eprintln!("second signal: exiting now, without a final checkpoint");
                         std::process::exit(130);
                     }
+                    tracing::info!("signal received: draining and committing");
                 }
             });
         })?;

@@ -7,6 +7,11 @@
 //! no hanging transaction).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../common/rollups.rs"]
+mod rollups;
+#[allow(unused_imports)] // not every test binary compares rollups
+pub use rollups::diff;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -725,48 +730,11 @@ pub fn open_transaction(bootstrap: &str, topics: &Topics) -> bool {
     })
 }
 
-pub fn rollup_key(r: &Rollup) -> String {
-    rampart_pipeline::merge::rollup_key(r)
-}
-
 pub fn decode_rollups(reads: &[Read]) -> Vec<Rollup> {
     reads
         .iter()
         .map(|r| Rollup::decode(&r.payload[..]).expect("rollup decodes"))
         .collect()
-}
-
-/// Differences between expected rollups and the ones read (missing, extra,
-/// different bytes, published more than once).
-pub fn diff(expected: &[Rollup], got: &[Rollup]) -> Vec<String> {
-    let mut exp: BTreeMap<String, &Rollup> = BTreeMap::new();
-    for r in expected {
-        exp.insert(rollup_key(r), r);
-    }
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = Vec::new();
-    for r in got {
-        let k = rollup_key(r);
-        *seen.entry(k.clone()).or_default() += 1;
-        match exp.get(&k) {
-            None => out.push(format!("extra rollup {k}")),
-            Some(e) if e.encode_to_vec() != r.encode_to_vec() => {
-                out.push(format!("differs {k}:\n  expected {e:?}\n  got      {r:?}"))
-            }
-            _ => {}
-        }
-    }
-    for (k, n) in &seen {
-        if *n > 1 {
-            out.push(format!("published {n} times: {k}"));
-        }
-    }
-    for k in exp.keys() {
-        if !seen.contains_key(k) {
-            out.push(format!("missing rollup {k}"));
-        }
-    }
-    out
 }
 
 /// Source positions `(partition, offset)` of dead letters, with how often each was read.

@@ -3,6 +3,10 @@
 //! user would, and read_committed readers of its output topics.
 #![allow(dead_code, clippy::unwrap_used)]
 
+mod rollups;
+#[allow(unused_imports)] // not every test binary compares rollups
+pub use rollups::{diff, rollup_key};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -339,47 +343,11 @@ pub fn read_all(topic: &str, quiet: Duration) -> Vec<Read> {
     })
 }
 
-pub fn rollup_key(r: &Rollup) -> String {
-    rampart_pipeline::merge::rollup_key(r)
-}
-
 pub fn decode_rollups(reads: &[Read]) -> Vec<Rollup> {
     reads
         .iter()
         .map(|r| Rollup::decode(&r.payload[..]).expect("rollup decodes"))
         .collect()
-}
-
-/// Compares published rollups with the expectation; returns a readable diff.
-pub fn diff(expected: &[Rollup], got: &[Rollup]) -> Vec<String> {
-    let mut exp: BTreeMap<String, &Rollup> = BTreeMap::new();
-    for r in expected {
-        exp.insert(rollup_key(r), r);
-    }
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    let mut out = Vec::new();
-    for r in got {
-        let k = rollup_key(r);
-        *seen.entry(k.clone()).or_default() += 1;
-        match exp.get(&k) {
-            None => out.push(format!("extra rollup {k}")),
-            Some(e) if e.encode_to_vec() != r.encode_to_vec() => {
-                out.push(format!("differs {k}:\n  expected {e:?}\n  got      {r:?}"))
-            }
-            _ => {}
-        }
-    }
-    for (k, n) in &seen {
-        if *n > 1 {
-            out.push(format!("published {n} times: {k}"));
-        }
-    }
-    for k in exp.keys() {
-        if !seen.contains_key(k) {
-            out.push(format!("missing rollup {k}"));
-        }
-    }
-    out
 }
 
 pub fn sum_raw(rollups: &[Rollup], dim: Dimension) -> (u64, u64, u64, u64) {
