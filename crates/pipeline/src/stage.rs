@@ -26,7 +26,7 @@
 //! `init_transactions` fences the old epoch and completes or aborts whatever
 //! was in flight, and the stage resumes from what actually committed. No
 //! in-process rebuild loop: restarting the process is the one recovery path,
-//! and the chaos tests (crates/cli/tests/chaos*.rs) exercise it.
+//! and the chaos tests (tests/chaos*.rs) exercise it.
 //!
 //! Rebalances (cooperative): on revoke the stage checkpoints first, so the next
 //! owner resumes exactly where this one stopped; on assign it reads the

@@ -300,14 +300,16 @@ fn lock(m: &Mutex<Private>) -> MutexGuard<'_, Private> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka")
-}
+/// `scripts/kafka`, compiled in: the binary (`rampart demo`) must not depend on the
+/// checkout it was built from. It runs as `bash -c SCRIPT scripts/kafka ARGS...`.
+const KAFKA_SCRIPT: &str = include_str!("../../../scripts/kafka");
 
 /// Runs `scripts/kafka start DIR --watch` and reads `bootstrap=` / `pid=` from its stdout.
 fn spawn_watchdog(dir: &std::path::Path) -> Result<(Watchdog, String), TestkitError> {
-    let script = script();
+    let script = PathBuf::from("scripts/kafka");
     let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(KAFKA_SCRIPT)
         .arg(&script)
         .arg("start")
         .arg(dir)

@@ -20,7 +20,7 @@
 //!   ~3000 batches), the dedup table reaches its steady state (byte budget,
 //!   horizon), and every event processed is counted in the figure.
 //!
-//! Run: `cargo bench -p rampart-core --bench core -- core_path --warm-up-time 1 --measurement-time 5`
+//! Run: `cargo bench --bench core_path -- core_path --warm-up-time 1 --measurement-time 5`
 
 #![allow(clippy::unwrap_used)]
 

@@ -3,7 +3,7 @@
 //!
 //! For each setting: a seeded workload is produced in real time (event time
 //! advances like the wall clock) to a fresh topic; one `rampart run` (the
-//! release binary next to this example) processes it; after `--kill-at`
+//! binary cargo built for this bench) processes it; after `--kill-at`
 //! seconds it is SIGKILLed and restarted at once under the same instance name.
 //! Reported: the replay distance read from the committed checkpoint metadata
 //! (messages between each partition's replay offset and its committed offset)
@@ -12,10 +12,8 @@
 //! caught up).
 //!
 //! ```text
-//! cargo build --release -p rampart-cli --examples
 //! scripts/kafka start /tmp/k
-//! RAMPART_TEST_BOOTSTRAP=$(cat /tmp/k/bootstrap | cut -d= -f2) \
-//!   target/release/examples/eos_recovery
+//! RAMPART_TEST_BOOTSTRAP=$(cat /tmp/k/bootstrap) cargo bench --bench eos_recovery
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -59,17 +57,7 @@ fn committed(c: &BaseConsumer, topic: &str, parts: u32) -> Vec<(i64, String)> {
 
 fn main() {
     let broker = KafkaBroker::start().expect("broker (set RAMPART_TEST_BOOTSTRAP)");
-    let bin = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap()
-        .join("rampart");
-    assert!(
-        bin.exists(),
-        "build the rampart binary first: {}",
-        bin.display()
-    );
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rampart"));
     let produce_for = Duration::from_secs(45);
     let kill_at = Duration::from_secs(35);
     let settings = [

@@ -2,7 +2,7 @@
 //! ~3 % duplicates, buckets expiring as event time advances), dedup memory per
 //! entry at several sizes, and decode + validate + fingerprint per event.
 //!
-//! Run: `cargo bench -p rampart-core --bench dedup -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench --bench dedup -- --warm-up-time 1 --measurement-time 3`
 //! (bytes/entry figures are printed first, on stderr, unless a filter other than
 //! `dedup_memory` is given).
 
