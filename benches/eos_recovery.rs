@@ -18,16 +18,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/chaos_support/mod.rs"]
-mod support;
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::*;
 use rampart_testkit::KafkaBroker;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use support::*;
 
 struct Setting {
     name: &'static str,
@@ -57,7 +57,6 @@ fn committed(c: &BaseConsumer, topic: &str, parts: u32) -> Vec<(i64, String)> {
 
 fn main() {
     let broker = KafkaBroker::start().expect("broker (set RAMPART_TEST_BOOTSTRAP)");
-    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_rampart"));
     let produce_for = Duration::from_secs(45);
     let kill_at = Duration::from_secs(35);
     let settings = [
@@ -91,11 +90,11 @@ fn main() {
             rate: s.rate,
             extra_config: s.dedup.to_owned(),
             idle_timeout: "30s".into(),
-            ..Spec::default()
+            ..Spec::chaos()
         };
         let w = workload(&broker, &spec);
         let input = produce_paced(&w, produce_for);
-        let mut fleet = Fleet::new(&bin, &w);
+        let mut fleet = Fleet::new(&w);
         fleet.env = vec![("RAMPART_WINDOW__SIZE".into(), "20s".into())];
         let started = Instant::now();
         fleet.start("r");

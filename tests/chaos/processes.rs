@@ -3,22 +3,17 @@
 //! land inside an open transaction: the checkpoint interval is 1 s), restarts
 //! them under the same instance name, adds and removes a third instance, and
 //! stalls one past the session timeout (a zombie, SIGSTOP then SIGCONT).
-//! Input keeps arriving during all of it. Verdict: see `chaos_support::verify`
+//! Input keeps arriving during all of it. Verdict: see `common::verify`
 //! (ground truth byte for byte, every rollup key exactly once for a
 //! read_committed reader running during the chaos, DLQ exactly once, no
 //! hanging transaction).
 
-#![allow(clippy::unwrap_used)]
-
-mod chaos_support;
-
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chaos_support::*;
 use rampart_testkit::KafkaBroker;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+use crate::Rng;
+use crate::common::*;
 
 /// SIGKILLs a random live instance, checks (before restarting it) whether it
 /// died with an output transaction open, restarts it under the same name.
@@ -39,9 +34,10 @@ fn kill_round(fleet: &mut Fleet, rng: &mut Rng, w: &Workload) -> bool {
 
 #[test]
 fn sigkill_restart_rebalance_and_zombie_keep_exactly_once() {
+    let _machine = machine_alone();
     let started = Instant::now();
     let broker = KafkaBroker::shared();
-    let w = workload(broker, &Spec::default());
+    let w = workload(broker, &Spec::chaos());
     let truth = w.truth();
     assert!(
         truth.rollups.len() > 1_000,
@@ -60,7 +56,7 @@ fn sigkill_restart_rebalance_and_zombie_keep_exactly_once() {
         truth.rejected.len()
     );
     let bootstrap = w.bootstrap.clone();
-    let during = Observer::start(&bootstrap, &w.topics.rollups, true);
+    let during = Observer::start(&bootstrap, &w.topics.rollups, Isolation::Committed);
     // Counting observers of every output, both isolation levels: the
     // difference is what aborted transactions wrote.
     let counters: Vec<(Observer, Observer)> = w
@@ -69,15 +65,15 @@ fn sigkill_restart_rebalance_and_zombie_keep_exactly_once() {
         .iter()
         .map(|t| {
             (
-                Observer::counting(&bootstrap, t, true),
-                Observer::counting(&bootstrap, t, false),
+                Observer::counting(&bootstrap, t, Isolation::Committed),
+                Observer::counting(&bootstrap, t, Isolation::Uncommitted),
             )
         })
         .collect();
     let input = produce_paced(&w, Duration::from_secs(70));
 
     let mut rng = Rng::new(0x5EED_0005);
-    let mut fleet = Fleet::new(Path::new(BIN), &w);
+    let mut fleet = Fleet::new(&w);
     fleet.start("a");
     fleet.start("b");
     let mut open_kills = 0;
@@ -137,8 +133,8 @@ fn sigkill_restart_rebalance_and_zombie_keep_exactly_once() {
         committed_records += rc.finish_count();
         uncommitted_records += ru.finish_count();
     }
-    let after = read_all(&bootstrap, &w.topics.rollups, true, Duration::from_secs(3));
-    let dlq = read_all(&bootstrap, &w.topics.dlq, true, Duration::from_secs(2));
+    let after = read_all(&bootstrap, &w.topics.rollups, Duration::from_secs(3));
+    let dlq = read_all(&bootstrap, &w.topics.dlq, Duration::from_secs(2));
     let end_offsets = w
         .topics
         .outputs()

@@ -2,13 +2,13 @@
 //! byte-identical files, another seed other bytes, and a run stopped by the
 //! wall clock is regenerated exactly from its manifest's event count.
 
-#![allow(clippy::unwrap_used)]
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use crate::common::{RAMPART_BIN, machine_alone};
+
 fn loadgen(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let out = Command::new(RAMPART_BIN)
         .arg("loadgen")
         .args(args)
         .args(["--sources", "20000", "--asns", "1000", "--prefixes", "3000"])
@@ -58,6 +58,8 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 
 #[test]
 fn a_run_stopped_by_the_clock_is_regenerated_from_its_manifest() {
+    // Paced by the wall clock: alone on the machine.
+    let _machine = machine_alone();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     loadgen(&[

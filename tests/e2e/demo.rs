@@ -1,15 +1,17 @@
 //! `rampart demo` run as a user would: the built binary, no setup (it starts
 //! its own private Kafka), a short duration. It must exit 0 and show rollups.
 
-#![allow(clippy::unwrap_used)]
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{RAMPART_BIN, machine_alone};
+
 #[test]
 fn demo_runs_by_itself_and_shows_rollups() {
+    // Starts its own broker and is bounded in time: alone on the machine.
+    let _machine = machine_alone();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let out = Command::new(RAMPART_BIN)
         .args(["demo", "--duration", "20s"])
         .stdin(Stdio::null())
         .output()

@@ -2,19 +2,18 @@
 //! model's ground truth, the DLQ holds exactly the malformed messages, and
 //! processed + dead-lettered = produced.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::*;
 use rampart_core::proto::v1::Dimension;
+
+use crate::common::*;
 
 #[test]
 fn run_publishes_exactly_the_ground_truth_and_dead_letters_bad_input() {
-    let w = workload(Spec::default());
+    let _machine = machine_shared();
+    let w = workload(broker(), &Spec::default());
+    produce_all(&w);
     let truth = w.truth();
     assert!(
         truth.rollups.len() > 100,
@@ -33,17 +32,23 @@ fn run_publishes_exactly_the_ground_truth_and_dead_letters_bad_input() {
 
     let mut child = w.rampart(&["--instance", "solo"]);
     let want = truth.rollups.len();
-    let reads = read_until(&w.topics.rollups, Duration::from_secs(180), |all| {
-        all.len() >= want
-    });
-    let dlq = read_until(&w.topics.dlq, Duration::from_secs(30), |all| {
-        all.len() >= truth.rejected.len()
-    });
+    let reads = read_until(
+        &w.bootstrap,
+        &w.topics.rollups,
+        Duration::from_secs(180),
+        |all| all.len() >= want,
+    );
+    let dlq = read_dead_letters(
+        &w.bootstrap,
+        &w.topics.dlq,
+        Duration::from_secs(30),
+        |all| all.len() >= truth.rejected.len(),
+    );
     // Anything published after the expected count would be a duplicate: give it a moment to show.
     std::thread::sleep(Duration::from_secs(2));
     let status = terminate(&mut child);
     assert!(status.success(), "rampart exited with {status}");
-    let reads_after = read_all(&w.topics.rollups, Duration::from_secs(2));
+    let reads_after = read_all(&w.bootstrap, &w.topics.rollups, Duration::from_secs(2));
     assert_eq!(
         reads_after.len(),
         reads.len(),
@@ -59,17 +64,41 @@ fn run_publishes_exactly_the_ground_truth_and_dead_letters_bad_input() {
         d.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
 
-    // The DLQ holds exactly the rejected messages, each with its reason and source position.
+    // The DLQ holds exactly the rejected messages, each with its reason and
+    // source position, and the original key and payload of that position (the
+    // input topic was empty: the n-th record to a partition is at offset n).
     let mut want_dlq: BTreeMap<(u32, i64), &str> = BTreeMap::new();
     for r in &truth.rejected {
         want_dlq.insert((r.partition, r.offset), r.reason.as_str());
     }
+    let mut produced: BTreeMap<(u32, i64), &rampart_loadgen::Record> = BTreeMap::new();
+    let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &w.records {
+        let offset = next_offset.entry(r.partition).or_default();
+        produced.insert((r.partition as u32, *offset), r);
+        *offset += 1;
+    }
     let mut got_dlq: BTreeMap<(u32, i64), String> = BTreeMap::new();
     for m in &dlq {
-        let p: u32 = m.headers["rampart.source.partition"].parse().unwrap();
-        let o: i64 = m.headers["rampart.source.offset"].parse().unwrap();
-        assert_eq!(m.headers["rampart.source.topic"], w.topics.input);
-        got_dlq.insert((p, o), m.headers["rampart.reason"].clone());
+        let p = m.rampart.source_partition.unwrap() as u32;
+        let o = m.rampart.source_offset.unwrap();
+        assert_eq!(
+            m.rampart.source_topic.as_deref(),
+            Some(w.topics.input.as_str())
+        );
+        let original = produced[&(p, o)];
+        // An empty key or payload may come back as none at all.
+        assert_eq!(
+            m.key.as_deref().unwrap_or_default(),
+            &original.key[..],
+            "key of {p}/{o}"
+        );
+        assert_eq!(
+            m.payload.as_deref().unwrap_or_default(),
+            &original.payload[..],
+            "payload of {p}/{o}"
+        );
+        got_dlq.insert((p, o), m.rampart.reason.clone().unwrap());
     }
     let got_dlq_ref: BTreeMap<(u32, i64), &str> =
         got_dlq.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -105,7 +134,7 @@ fn run_publishes_exactly_the_ground_truth_and_dead_letters_bad_input() {
 fn spawn_logged(w: &Workload, instance: &str) -> (std::process::Child, std::path::PathBuf) {
     let log = w.dir.path().join(format!("{instance}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let child = std::process::Command::new(RAMPART_BIN)
         .args(["run", "--config"])
         .arg(&w.config_path)
         .args(["--instance", instance])
@@ -120,23 +149,31 @@ fn spawn_logged(w: &Workload, instance: &str) -> (std::process::Child, std::path
 
 #[test]
 fn two_processes_in_one_group_publish_the_same_rollups_as_one() {
-    let w = workload(Spec {
-        events: 40_000,
-        events_per_batch: 20,
-        seed: 11,
-        ..Spec::default()
-    });
+    let _machine = machine_shared();
+    let w = workload(
+        broker(),
+        &Spec {
+            events: 40_000,
+            events_per_batch: 20,
+            seed: 11,
+            ..Spec::default()
+        },
+    );
+    produce_all(&w);
     let truth = w.truth();
     let (mut a, log_a) = spawn_logged(&w, "a");
     let (mut b, log_b) = spawn_logged(&w, "b");
     let want = truth.rollups.len();
-    let reads = read_until(&w.topics.rollups, Duration::from_secs(180), |all| {
-        all.len() >= want
-    });
+    let reads = read_until(
+        &w.bootstrap,
+        &w.topics.rollups,
+        Duration::from_secs(180),
+        |all| all.len() >= want,
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(terminate(&mut a).success());
     assert!(terminate(&mut b).success());
-    let reads_after = read_all(&w.topics.rollups, Duration::from_secs(2));
+    let reads_after = read_all(&w.bootstrap, &w.topics.rollups, Duration::from_secs(2));
     assert_eq!(
         reads_after.len(),
         reads.len(),
@@ -164,24 +201,32 @@ fn two_processes_in_one_group_publish_the_same_rollups_as_one() {
 #[test]
 fn sigterm_mid_run_then_restart_loses_and_duplicates_nothing() {
     // One event per message: enough messages that the signal lands mid-stream.
-    let w = workload(Spec {
-        events: 30_000,
-        events_per_batch: 1,
-        seed: 23,
-        ..Spec::default()
-    });
+    let _machine = machine_shared();
+    let w = workload(
+        broker(),
+        &Spec {
+            events: 30_000,
+            events_per_batch: 1,
+            seed: 23,
+            ..Spec::default()
+        },
+    );
+    produce_all(&w);
     let truth = w.truth();
     let (mut first, log) = spawn_logged(&w, "first");
     // Stop it as soon as it has published something, i.e. mid-run.
-    let early = read_until(&w.topics.rollups, Duration::from_secs(120), |all| {
-        !all.is_empty()
-    });
+    let early = read_until(
+        &w.bootstrap,
+        &w.topics.rollups,
+        Duration::from_secs(120),
+        |all| !all.is_empty(),
+    );
     assert!(!early.is_empty(), "no rollup within 120 s");
     let status = terminate(&mut first);
     assert!(status.success(), "SIGTERM exit status {status}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("stopping: final checkpoint"), "{text}");
-    let before_restart = read_all(&w.topics.rollups, Duration::from_secs(1)).len();
+    let before_restart = read_all(&w.bootstrap, &w.topics.rollups, Duration::from_secs(1)).len();
     assert!(
         before_restart < truth.rollups.len(),
         "the first run finished everything; the test proves nothing"
@@ -189,12 +234,15 @@ fn sigterm_mid_run_then_restart_loses_and_duplicates_nothing() {
 
     let (mut second, _) = spawn_logged(&w, "second");
     let want = truth.rollups.len();
-    let reads = read_until(&w.topics.rollups, Duration::from_secs(180), |all| {
-        all.len() >= want
-    });
+    let reads = read_until(
+        &w.bootstrap,
+        &w.topics.rollups,
+        Duration::from_secs(180),
+        |all| all.len() >= want,
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(terminate(&mut second).success());
-    let reads_after = read_all(&w.topics.rollups, Duration::from_secs(2));
+    let reads_after = read_all(&w.bootstrap, &w.topics.rollups, Duration::from_secs(2));
     assert_eq!(
         reads_after.len(),
         reads.len(),
@@ -207,7 +255,7 @@ fn sigterm_mid_run_then_restart_loses_and_duplicates_nothing() {
         d.len(),
         d.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
-    let dlq = read_all(&w.topics.dlq, Duration::from_secs(1));
+    let dlq = read_all(&w.bootstrap, &w.topics.dlq, Duration::from_secs(1));
     assert_eq!(
         dlq.len(),
         truth.rejected.len(),

@@ -5,19 +5,17 @@
 //! dashboard query names exported metrics and evaluates, and the live scrape
 //! passes `promtool check metrics`.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use rampart_core::proto::v1::Dimension;
+
+use crate::common::*;
+use crate::{deploy, http_get};
 
 /// Kills the child (by its PID, through `Child`) when dropped.
 struct Guard(Child);
@@ -26,48 +24,6 @@ impl Drop for Guard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let buf = String::from_utf8_lossy(&buf).into_owned();
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    // Prometheus answers small JSON without chunking when asked with HTTP/1.1 + close; handle chunked anyway.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (code, body)
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((len, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = &rest[n + 2..];
-    }
-    out
 }
 
 fn encode(q: &str) -> String {
@@ -121,7 +77,7 @@ fn free_port() -> u16 {
 
 /// Starts `rampart run` with stderr piped; returns it and its metrics address.
 fn start_rampart(config: &Path) -> (Guard, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let mut child = Command::new(RAMPART_BIN)
         .args(["run", "--instance", "metrics-e2e", "--config"])
         .arg(config)
         .env("RAMPART_LOG", "info,rdkafka=warn")
@@ -198,7 +154,7 @@ fn start_prometheus(dir: &Path, target: &str) -> (Guard, String) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("prometheus not found: install Debian's `prometheus` package (see .ci/run)");
+        .expect("prometheus not found: install Debian's `prometheus` package (see scripts/setup)");
     let guard = Guard(child);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -223,7 +179,10 @@ fn exported_names(scrape: &str) -> BTreeSet<String> {
 
 #[test]
 fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
-    let w = workload(Spec::default());
+    // A real Prometheus and rampart with time bounds: alone on the machine.
+    let _machine = machine_alone();
+    let w = workload(broker(), &Spec::default());
+    produce_all(&w);
     let truth = w.truth();
     let unique: u64 = truth
         .rollups
@@ -246,9 +205,12 @@ fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
     let (_prom, prom) = start_prometheus(prom_dir.path(), &metrics_addr);
 
     let want = truth.rollups.len();
-    let reads = read_until(&w.topics.rollups, Duration::from_secs(300), |all| {
-        all.len() >= want
-    });
+    let reads = read_until(
+        &w.bootstrap,
+        &w.topics.rollups,
+        Duration::from_secs(300),
+        |all| all.len() >= want,
+    );
     assert_eq!(reads.len(), want, "rollups published");
 
     // Domain series equal the ground truth once the last scrape saw the final state.
@@ -357,11 +319,7 @@ fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
     );
     let names = exported_names(&scrape);
     let dash: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../deploy/grafana/dashboards/rampart.json"),
-        )
-        .unwrap(),
+        &std::fs::read_to_string(deploy().join("grafana/dashboards/rampart.json")).unwrap(),
     )
     .unwrap();
     let mut exprs = 0;

@@ -6,18 +6,12 @@
 //! (same name: it fences and aborts its predecessor's transaction) publishes
 //! exactly the ground truth, once.
 
-#![allow(clippy::unwrap_used)]
-
-mod chaos_support;
-
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chaos_support::*;
 use rampart_testkit::KafkaBroker;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+use crate::common::*;
 
 /// Waits (bounded, supervising) until `cond` holds.
 fn wait_for(fleet: &mut Fleet, cond: impl Fn() -> bool) {
@@ -34,6 +28,7 @@ fn wait_for(fleet: &mut Fleet, cond: impl Fn() -> bool) {
 
 #[test]
 fn killed_transaction_output_is_never_read_committed() {
+    let _machine = machine_alone();
     let broker = KafkaBroker::shared();
     let w = workload(
         broker,
@@ -45,7 +40,7 @@ fn killed_transaction_output_is_never_read_committed() {
             seed: 31,
             idle_timeout: "3s".into(),
             checkpoint_interval: "300ms".into(),
-            ..Spec::default()
+            ..Spec::chaos()
         },
     );
     let truth = w.truth();
@@ -53,16 +48,16 @@ fn killed_transaction_output_is_never_read_committed() {
     produce_all(&w);
     let b = w.bootstrap.clone();
     let t = &w.topics;
-    let rollups_rc = Observer::start(&b, &t.rollups, true);
-    let rollups_ru = Observer::start(&b, &t.rollups, false);
-    let partials_rc = Observer::start(&b, &t.partials, true);
-    let partials_ru = Observer::start(&b, &t.partials, false);
-    let dlq_rc = Observer::start(&b, &t.dlq, true);
-    let dlq_ru = Observer::start(&b, &t.dlq, false);
+    let rollups_rc = Observer::start(&b, &t.rollups, Isolation::Committed);
+    let rollups_ru = Observer::start(&b, &t.rollups, Isolation::Uncommitted);
+    let partials_rc = Observer::start(&b, &t.partials, Isolation::Committed);
+    let partials_ru = Observer::start(&b, &t.partials, Isolation::Uncommitted);
+    let dlq_rc = Observer::start(&b, &t.dlq, Isolation::Committed);
+    let dlq_ru = Observer::start(&b, &t.dlq, Isolation::Uncommitted);
 
     // The ingest and merge stages run as separate processes, so each can be
     // killed with its own transaction open while the other one commits.
-    let mut fleet = Fleet::new(Path::new(BIN), &w);
+    let mut fleet = Fleet::new(&w);
     fleet
         .instance_args
         .insert("ing".into(), vec!["--role".into(), "ingest".into()]);
@@ -200,8 +195,8 @@ fn killed_transaction_output_is_never_read_committed() {
         partials_committed.len(),
         dlq_committed.len()
     );
-    let after = read_all(&b, &t.rollups, true, Duration::from_secs(2));
-    let dlq = read_all(&b, &t.dlq, true, Duration::from_secs(2));
+    let after = read_all(&b, &t.rollups, Duration::from_secs(2));
+    let dlq = read_all(&b, &t.dlq, Duration::from_secs(2));
     let end_offsets = t
         .outputs()
         .iter()

@@ -4,22 +4,18 @@
 //! transactional producer may hit errors librdkafka calls fatal (fenced, a
 //! commit of unknown outcome); rampart then exits non-zero and is restarted by
 //! its supervisor — here the driver, as Kubernetes would (see the stage module
-//! docs). Same verdict as `chaos.rs`.
+//! docs). Same verdict as `processes`.
 
-#![allow(clippy::unwrap_used)]
-
-mod chaos_support;
-
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chaos_support::*;
 use rampart_testkit::KafkaBroker;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rampart");
+use crate::Rng;
+use crate::common::*;
 
 #[test]
 fn broker_kill9_and_restart_mid_run_keeps_exactly_once() {
+    let _machine = machine_alone();
     let started = Instant::now();
     let broker = KafkaBroker::start_private().unwrap();
     let w = workload(
@@ -30,16 +26,16 @@ fn broker_kill9_and_restart_mid_run_keeps_exactly_once() {
             // Longer than the outage: an idle advance during it would be a
             // legitimate (recorded) decision that the ground truth does not model.
             idle_timeout: "45s".into(),
-            ..Spec::default()
+            ..Spec::chaos()
         },
     );
     let truth = w.truth();
     assert!(truth.rollups.len() > 1_000 && !truth.rejected.is_empty());
     let b = w.bootstrap.clone();
-    let during = Observer::start(&b, &w.topics.rollups, true);
+    let during = Observer::start(&b, &w.topics.rollups, Isolation::Committed);
     let input = produce_paced(&w, Duration::from_secs(50));
     let mut rng = Rng::new(0xB0B_0077);
-    let mut fleet = Fleet::new(Path::new(BIN), &w);
+    let mut fleet = Fleet::new(&w);
     fleet.start("a");
     fleet.start("b");
 
@@ -79,8 +75,8 @@ fn broker_kill9_and_restart_mid_run_keeps_exactly_once() {
     fleet.sleep(Duration::from_secs(3));
     let statuses = fleet.shutdown();
     let during = during.finish();
-    let after = read_all(&b, &w.topics.rollups, true, Duration::from_secs(3));
-    let dlq = read_all(&b, &w.topics.dlq, true, Duration::from_secs(2));
+    let after = read_all(&b, &w.topics.rollups, Duration::from_secs(3));
+    let dlq = read_all(&b, &w.topics.dlq, Duration::from_secs(2));
     let end_offsets = w
         .topics
         .outputs()

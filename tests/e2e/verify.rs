@@ -2,23 +2,20 @@
 //! all three as the built binary, the way a user runs them; then one corrupted
 //! rollup in the rollups topic makes verify fail and name it.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use prost::Message as _;
 use rampart_core::proto::v1::Rollup;
 use rampart_testkit::unique_name;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
+use crate::common::*;
+
 fn rampart(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let out = Command::new(RAMPART_BIN)
         .args(args)
         .env("RAMPART_LOG", "warn")
         .stdin(Stdio::null())
@@ -93,22 +90,13 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn topics() -> Topics {
-    Topics {
-        input: unique_name("raw"),
-        partials: unique_name("partials"),
-        rollups: unique_name("rollups"),
-        dlq: unique_name("dlq"),
-        ingest_group: unique_name("ingest"),
-        merge_group: unique_name("merge"),
-    }
-}
-
 #[test]
 fn loadgen_run_verify_passes_and_a_corrupted_rollup_fails_by_name() {
+    // Bounded in time (170 s): alone on the machine.
+    let _machine = machine_alone();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let t = topics();
+    let t = Topics::unique();
     let cfg = config(dir.path(), &t);
     let manifest = dir.path().join("manifest.json");
     let world = dir.path().join("world");
@@ -163,7 +151,12 @@ fn loadgen_run_verify_passes_and_a_corrupted_rollup_fails_by_name() {
     assert!(stdout.contains("verify: PASS"), "{stdout}");
 
     // Corrupt one rollup: same key, one more raw event.
-    let reads = read_until(&t.rollups, Duration::from_secs(20), |all| !all.is_empty());
+    let reads = read_until(
+        broker().bootstrap(),
+        &t.rollups,
+        Duration::from_secs(20),
+        |all| !all.is_empty(),
+    );
     let first = reads.first().expect("a rollup to corrupt");
     let mut r = Rollup::decode(&first.payload[..]).unwrap();
     r.raw_events += 1;

@@ -4,21 +4,14 @@
 //! `rampart check-config`, and `rampart run --log-format json` logs JSON lines
 //! including the bound metrics address, serving `/health`, `/ready` (503 with
 //! a reason) and `/metrics` (passing `promtool check metrics`).
-//!
-//! promtool comes from Debian's `prometheus` package (.ci/run installs it);
-//! these tests fail, not skip, when it is missing.
 
-#![allow(clippy::unwrap_used)]
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn deploy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
-}
+use crate::common::{RAMPART_BIN, machine_shared};
+use crate::{deploy, http_get};
 
 fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut child = Command::new("promtool")
@@ -27,7 +20,7 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool not found: install Debian's `prometheus` package (see .ci/run)");
+        .expect("promtool not found: install Debian's `prometheus` package (see scripts/setup)");
     let mut input = child.stdin.take().unwrap();
     if let Some(s) = stdin {
         input.write_all(s.as_bytes()).unwrap();
@@ -89,7 +82,7 @@ fn check_config(toml: &str, env: &[(String, String)]) {
     let text = toml.replace("/var/lib/rampart", data.to_str().unwrap());
     let path = dir.path().join("rampart.toml");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let out = Command::new(RAMPART_BIN)
         .arg("check-config")
         .arg("--config")
         .arg(&path)
@@ -203,28 +196,9 @@ fn kubernetes_manifests_parse_and_embed_valid_copies() {
     assert_eq!(copy, dash, "k8s/grafana.yaml dashboard differs");
 }
 
-/// GET `path` from `addr`: (status code, body).
-pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    let body = buf.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
-    (code, body.to_string())
-}
-
 #[test]
 fn json_logs_and_endpoints_without_a_broker() {
+    let _machine = machine_shared();
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("rampart.toml");
     // No broker listens on port 1: the stages never start, the endpoints do.
@@ -233,7 +207,7 @@ fn json_logs_and_endpoints_without_a_broker() {
         "[kafka]\nbrokers = \"127.0.0.1:1\"\n[topics]\ncreate = false\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rampart"))
+    let mut child = Command::new(RAMPART_BIN)
         .args(["--log-format", "json", "run", "--config"])
         .arg(&cfg)
         .env("RAMPART_LOG", "info")

@@ -1,0 +1,18 @@
+//! End-to-end tests of the `rampart` binary run as a user would, against the
+//! shared real Apache Kafka (`RAMPART_TEST_BOOTSTRAP`, or one started for this
+//! binary): `run` against the ground truth, `loadgen` → `run` → `verify`,
+//! `loadgen` to files, `demo`, and checks of the fixtures themselves.
+//!
+//! Tests of this binary run on parallel threads; see `common` for the lock
+//! that keeps timing-bound ones alone on the machine.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod demo;
+mod fixtures;
+mod loadgen;
+mod run;
+mod verify;
