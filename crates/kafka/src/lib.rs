@@ -11,6 +11,7 @@ pub mod bare;
 pub mod config;
 pub mod dlq;
 mod error;
+pub mod features;
 pub mod topics;
 
 pub use bare::{ConsumeRate, bare_consume_rate};
@@ -19,4 +20,5 @@ pub use config::{
 };
 pub use dlq::{DlqHeaders, DlqRecord};
 pub use error::{Error, code_is_retryable, kafka_error_is_retryable};
+pub use features::{builtin_features, librdkafka_version, missing_features};
 pub use topics::{EnsureReport, TopicSpec, ensure_topics, partition_count};
