@@ -50,6 +50,9 @@ pub struct DemoArgs {
     /// Print each view below the previous one instead of redrawing it.
     #[arg(long)]
     pub plain: bool,
+    /// With --brokers: settings for its Kafka clients (security, ...).
+    #[command(flatten)]
+    pub client: util::ClientArgs,
 }
 
 /// What the rollup reader has seen, per window start.
@@ -151,6 +154,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     util::install_signal_handlers(stop.clone())?;
 
     let broker;
+    // The private broker is plaintext on loopback; client settings are for --brokers.
+    let client = if args.brokers.is_some() {
+        args.client.overrides()?
+    } else {
+        rampart_kafka::Overrides::new()
+    };
     let (brokers, kafka_label) = match &args.brokers {
         Some(b) => (b.clone(), format!("Kafka {b}")),
         None => {
@@ -216,16 +225,16 @@ listen = ""
     );
     let config_path = dir.path().join("rampart.toml");
     std::fs::write(&config_path, config_text)?;
-    let settings = rampart_pipeline::config::load(Some(&config_path), std::iter::empty())
+    let mut settings = rampart_pipeline::config::load(Some(&config_path), std::iter::empty())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    settings.raw.kafka.client = client.clone();
     let window_ms = settings.ingest.window.size_ms;
 
     let handle = rampart_pipeline::metrics::install_recorder()?;
     let server = rampart_pipeline::http::serve(&args.metrics, handle.clone())?;
     let metrics_url = format!("http://{}/metrics", server.addr());
 
-    let partitions =
-        cmd_loadgen::ensure_input_topic(&brokers, &input, Some(4), &Default::default())?;
+    let partitions = cmd_loadgen::ensure_input_topic(&brokers, &input, Some(4), &client)?;
     create_topics(&settings)?;
 
     // Both stages, in this process.
@@ -270,7 +279,7 @@ listen = ""
     let loadgen = {
         let live = live.clone();
         let gen_stop = gen_stop.clone();
-        let mut sink = Sink::Kafka(KafkaSink::new(&brokers, &input, &Default::default())?);
+        let mut sink = Sink::Kafka(KafkaSink::new(&brokers, &input, &client)?);
         let rate = args.rate;
         std::thread::Builder::new().name("loadgen".into()).spawn(
             move || -> anyhow::Result<cmd_loadgen::Outcome> {
@@ -299,9 +308,10 @@ listen = ""
         let reader_stop = reader_stop.clone();
         let brokers = brokers.clone();
         let rollups = rollups.clone();
+        let client = client.clone();
         std::thread::Builder::new()
             .name("rollups".into())
-            .spawn(move || read_rollups(&brokers, &rollups, &windows, &reader_stop))?
+            .spawn(move || read_rollups(&brokers, &client, &rollups, &windows, &reader_stop))?
     };
 
     writeln!(
@@ -418,7 +428,8 @@ fn create_topics(settings: &rampart_pipeline::config::Settings) -> anyhow::Resul
         TopicSpec::dlq(&t.dlq, t.dlq_partitions).replication(1),
     ];
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rampart_kafka::admin_config(&settings.raw.kafka.brokers, &Default::default())?.create()?;
+        rampart_kafka::admin_config(&settings.raw.kafka.brokers, &settings.raw.kafka.client)?
+            .create()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -556,8 +567,18 @@ fn view(
     lines
 }
 
-fn read_rollups(brokers: &str, topic: &str, windows: &Mutex<Windows>, stop: &AtomicBool) {
-    let consumer: BaseConsumer = match ClientConfig::new()
+fn read_rollups(
+    brokers: &str,
+    client: &rampart_kafka::Overrides,
+    topic: &str,
+    windows: &Mutex<Windows>,
+    stop: &AtomicBool,
+) {
+    let mut config = ClientConfig::new();
+    for (key, value) in client {
+        config.set(key.as_str(), value.as_str());
+    }
+    let consumer: BaseConsumer = match config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("{topic}-view"))
         .set("enable.auto.commit", "false")

@@ -21,6 +21,8 @@ pub struct RunArgs {
     /// fences its predecessor at once). Default: host name and process id.
     #[arg(long, env = "RAMPART_INSTANCE")]
     pub instance: Option<String>,
+    #[command(flatten)]
+    pub client: crate::util::ClientArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -31,8 +33,7 @@ pub enum RoleArg {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let settings = rampart_pipeline::config::load(args.config.as_deref(), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = args.client.load(args.config.as_deref())?;
     let instance = args.instance.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
@@ -54,7 +55,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             handle,
         )?)
     };
-    info!(?role, %instance, brokers = %settings.raw.kafka.brokers, "rampart starting");
+    info!(
+        ?role,
+        %instance,
+        brokers = %settings.raw.kafka.brokers,
+        librdkafka = %rampart_kafka::librdkafka_version(),
+        "rampart starting"
+    );
     rampart_pipeline::run(&settings, role, &instance, shutdown, None)?;
     info!("rampart stopped cleanly");
     Ok(())

@@ -5,7 +5,6 @@
 //! assignment until every message of the topic has been read (rampart: and
 //! processed), so the ratio isolates rampart's own cost.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +15,6 @@ use rampart_loadgen::{
     GenConfig, Generator, Limit, RecordConfig, RecordStream, World, WorldConfig,
 };
 use rampart_pipeline::{Role, RunCounters};
-use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
 #[derive(Args, Debug)]
@@ -40,6 +38,8 @@ pub struct ThroughputArgs {
     /// Which processing guarantees to measure.
     #[arg(long, value_enum, default_value_t = Which::Both)]
     pub guarantee: Which,
+    #[command(flatten)]
+    pub client: crate::util::ClientArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -51,6 +51,7 @@ pub enum Which {
 }
 
 pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
+    let client = args.client.overrides()?;
     let _private;
     let brokers = match &args.brokers {
         Some(b) => b.clone(),
@@ -85,9 +86,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     );
     let topic = format!("rampart-throughput-{run_id}");
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()?;
+        rampart_kafka::admin_config(&brokers, &client)?.create()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -116,14 +115,16 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         rec_cfg,
         Limit::Events(args.events),
     )?;
-    let producer: ThreadedProducer<_> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .set("compression.type", "lz4")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "1048576")
-        .create()?;
+    let mut producer_settings: rampart_kafka::Overrides = [
+        ("linger.ms", "20"),
+        ("batch.size", "1000000"),
+        ("queue.buffering.max.kbytes", "1048576"),
+    ]
+    .into_iter()
+    .collect();
+    producer_settings.extend(client.iter());
+    let producer: ThreadedProducer<_> =
+        rampart_kafka::producer_config(&brokers, &producer_settings)?.create()?;
     eprintln!(
         "pre-loading {} events ({} per message) into {topic}...",
         args.events, args.batch
@@ -157,12 +158,8 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     );
 
     eprintln!("bare consumer reading the topic...");
-    let bare = rampart_kafka::bare_consume_rate(
-        &brokers,
-        &topic,
-        &BTreeMap::new(),
-        Duration::from_secs(600),
-    )?;
+    let bare =
+        rampart_kafka::bare_consume_rate(&brokers, &topic, &client, Duration::from_secs(600))?;
     if bare.messages != stats.records {
         bail!(
             "bare consumer read {} messages, expected {}",
@@ -223,8 +220,9 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             ("RAMPART_PROCESSING__GUARANTEE".to_string(), g.to_string()),
             ("RAMPART_METRICS__LISTEN".to_string(), String::new()),
         ];
-        let settings =
+        let mut settings =
             rampart_pipeline::config::load(None, env).map_err(|e| anyhow::anyhow!("{e}"))?;
+        settings.raw.kafka.client = client.clone();
         eprintln!("rampart ({g}) draining the topic...");
         let secs = drain(&settings, stats.records)?;
         let eps = stats.events as f64 / secs;

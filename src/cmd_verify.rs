@@ -45,6 +45,8 @@ pub struct VerifyArgs {
     /// Most rows of the difference table.
     #[arg(long, default_value_t = 20)]
     pub max_rows: usize,
+    #[command(flatten)]
+    pub client: util::ClientArgs,
 }
 
 /// One row of the difference table.
@@ -85,8 +87,7 @@ impl Comparison {
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let manifest = Manifest::read(&args.manifest)?;
-    let settings = rampart_pipeline::config::load(args.config.as_deref(), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = args.client.load(args.config.as_deref())?;
     let brokers = args
         .brokers
         .clone()

@@ -55,10 +55,15 @@ enum Command {
     /// Build with --release for meaningful figures.
     Throughput(cmd_throughput::ThroughputArgs),
     /// Check a configuration file (and RAMPART_* overrides); print every error.
+    ///
+    /// Also builds every Kafka client configuration `run` would use, without connecting:
+    /// librdkafka's own checks, conflicting security settings, unreadable CA/certificate/key.
     CheckConfig {
         /// The TOML configuration file (without it, only defaults and environment).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        client: util::ClientArgs,
     },
 }
 
@@ -91,7 +96,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd_demo::run(args),
         Command::Loadgen(args) => cmd_loadgen::run(*args),
         Command::Verify(args) => cmd_verify::run(args),
-        Command::CheckConfig { config } => check_config(config),
+        Command::CheckConfig { config, client } => check_config(config, &client),
         Command::Throughput(args) => cmd_throughput::run(args),
     };
     match result {
@@ -103,21 +108,59 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn check_config(path: Option<PathBuf>) -> anyhow::Result<()> {
-    match rampart_pipeline::config::load(path.as_deref(), std::env::vars()) {
-        Ok(s) => {
-            println!(
-                "configuration ok: brokers {}, input {}, window {} ms, guarantee {:?}",
-                s.raw.kafka.brokers,
-                s.raw.topics.input,
-                s.ingest.window.size_ms,
-                s.raw.processing.guarantee
-            );
-            Ok(())
-        }
+fn check_config(path: Option<PathBuf>, client: &util::ClientArgs) -> anyhow::Result<()> {
+    let source = path
+        .as_ref()
+        .map_or_else(|| "defaults".to_string(), |p| p.display().to_string());
+    let settings = match client.load(path.as_deref()) {
+        Ok(s) => s,
         Err(e) => {
             eprint!("{e}");
             std::process::exit(2);
         }
+    };
+    // Each librdkafka client config `run` builds, as librdkafka would take it.
+    let mut problems = std::collections::BTreeSet::new();
+    for (label, kind, config) in rampart_pipeline::client_configs(&settings)? {
+        for p in rampart_kafka::check_client(&config, kind) {
+            let key = if p.key.is_empty() {
+                "kafka.client".to_string()
+            } else {
+                format!("kafka.client.{}", p.key)
+            };
+            // The same problem shows in every client: say it once, with the first client.
+            if !problems
+                .iter()
+                .any(|(k, m, _): &(String, String, &str)| *k == key && *m == p.message)
+            {
+                problems.insert((key, p.message, label));
+            }
+        }
     }
+    if !problems.is_empty() {
+        eprintln!(
+            "{} Kafka client configuration error{}:",
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
+        for (key, message, label) in &problems {
+            eprintln!("  - {source}: key `{key}`: {message} ({label})");
+        }
+        std::process::exit(2);
+    }
+    let s = settings;
+    println!(
+        "configuration ok: brokers {}, input {}, window {} ms, guarantee {:?}",
+        s.raw.kafka.brokers,
+        s.raw.topics.input,
+        s.ingest.window.size_ms,
+        s.raw.processing.guarantee
+    );
+    println!(
+        "kafka client settings (secrets redacted): {:?}; librdkafka {} with {}",
+        s.raw.kafka.client.redacted(),
+        rampart_kafka::librdkafka_version(),
+        rampart_kafka::builtin_features()?.join(",")
+    );
+    Ok(())
 }

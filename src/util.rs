@@ -21,6 +21,44 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// librdkafka settings for every Kafka client a command creates (`-X key=value`, repeatable).
+/// They win over the config file's `[kafka.client]` and `RAMPART_KAFKA__CLIENT__*`.
+#[derive(clap::Args, Clone, Default)]
+pub struct ClientArgs {
+    /// librdkafka setting for every Kafka client, e.g. -X security.protocol=SSL
+    /// -X ssl.ca.location=ca.pem (repeatable; wins over the config file). KEY_file=PATH reads
+    /// KEY from a file, e.g. -X sasl.password_file=/run/secrets/kafka-password.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_kv)]
+    pub settings: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ClientArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let overrides: rampart_kafka::Overrides = self.settings.iter().cloned().collect();
+        f.debug_tuple("ClientArgs").field(&overrides).finish()
+    }
+}
+
+impl ClientArgs {
+    /// The configuration from `config` (if any), `RAMPART_*` variables and these settings.
+    pub fn load(
+        &self,
+        config: Option<&std::path::Path>,
+    ) -> anyhow::Result<rampart_pipeline::config::Settings> {
+        rampart_pipeline::config::load_with_client(config, std::env::vars(), &self.settings)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The client settings alone, for a command without a config file: `RAMPART_KAFKA__CLIENT__*`
+    /// variables and these settings, `KEY_file`s read.
+    pub fn overrides(&self) -> anyhow::Result<rampart_kafka::Overrides> {
+        let env = std::env::vars().filter(|(k, _)| k.starts_with("RAMPART_KAFKA__CLIENT__"));
+        rampart_pipeline::config::load_with_client(None, env, &self.settings)
+            .map(|s| s.raw.kafka.client)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

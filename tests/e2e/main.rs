@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod codecs;
 mod demo;
 mod fixtures;
 mod loadgen;

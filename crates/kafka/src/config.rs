@@ -5,14 +5,10 @@
 //! settings rampart's exactly-once guarantee depends on: setting one of those to another value
 //! is an [`Error::Config`].
 
-use std::collections::BTreeMap;
-
 use rdkafka::ClientConfig;
 
 use crate::Error;
-
-/// Passthrough librdkafka settings (`key = value`), applied after rampart's defaults.
-pub type Overrides = BTreeMap<String, String>;
+pub use crate::overrides::Overrides;
 
 /// Consumer defaults. Offsets are committed by rampart only after the outputs they cover are
 /// durable, so auto-commit and auto offset store are off; input is read `read_committed`.
@@ -136,23 +132,30 @@ fn apply(
     fixed: &[&str],
 ) -> Result<(), Error> {
     for (key, value) in overrides {
+        let shown = || {
+            if crate::overrides::is_secret(key) {
+                crate::overrides::REDACTED.to_string()
+            } else {
+                value.clone()
+            }
+        };
         if let Some((_, required, reason)) = protected.iter().find(|(k, _, _)| k == key)
             && value != required
         {
             return Err(Error::Config {
                 key: key.clone(),
-                value: value.clone(),
+                value: shown(),
                 reason,
             });
         }
         if fixed.contains(&key.as_str()) {
             return Err(Error::Config {
                 key: key.clone(),
-                value: value.clone(),
+                value: shown(),
                 reason: "rampart sets it from its own configuration",
             });
         }
-        config.set(key, value);
+        config.set(key.as_str(), value.as_str());
     }
     Ok(())
 }
@@ -163,10 +166,7 @@ mod tests {
     use super::*;
 
     fn overrides(pairs: &[(&str, &str)]) -> Overrides {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().copied().collect()
     }
 
     #[test]

@@ -57,8 +57,15 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an rdkafka error with what rampart was doing.
+    /// Wraps an rdkafka error with what rampart was doing. A configuration error about a
+    /// secret setting loses its value (rdkafka's message would print it).
     pub fn client(op: &'static str, source: KafkaError) -> Self {
+        let source = match source {
+            KafkaError::ClientConfig(res, desc, key, _) if crate::overrides::is_secret(&key) => {
+                KafkaError::ClientConfig(res, desc, key, crate::overrides::REDACTED.into())
+            }
+            other => other,
+        };
         Error::Client { op, source }
     }
 
@@ -151,5 +158,21 @@ mod tests {
             .is_retryable()
         );
         assert!(!Error::UnknownTopic("t".into()).is_retryable());
+    }
+
+    #[test]
+    fn config_errors_about_secrets_do_not_print_them() {
+        let e = Error::client(
+            "create producer",
+            KafkaError::ClientConfig(
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                "bad".into(),
+                "ssl.key.password".into(),
+                "pa55word-xyz".into(),
+            ),
+        );
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("pa55word-xyz"), "{shown}");
+        assert!(shown.contains("ssl.key.password"), "{shown}");
     }
 }

@@ -8,17 +8,19 @@
 //! Kafka is provisioned for tests (that is `rampart-testkit`).
 
 pub mod bare;
+pub mod check;
 pub mod config;
 pub mod dlq;
 mod error;
 pub mod features;
+pub mod overrides;
 pub mod topics;
 
 pub use bare::{ConsumeRate, bare_consume_rate};
-pub use config::{
-    Overrides, admin_config, consumer_config, producer_config, transactional_producer_config,
-};
+pub use check::{ClientKind, ClientProblem, check_client};
+pub use config::{admin_config, consumer_config, producer_config, transactional_producer_config};
 pub use dlq::{DlqHeaders, DlqRecord};
 pub use error::{Error, code_is_retryable, kafka_error_is_retryable};
 pub use features::{builtin_features, librdkafka_version, missing_features};
+pub use overrides::Overrides;
 pub use topics::{EnsureReport, TopicSpec, ensure_topics, partition_count};

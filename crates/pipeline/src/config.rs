@@ -93,8 +93,9 @@ pub struct KafkaSection {
     pub ingest_group: String,
     /// Consumer group of the merge stage (default `rampart-merge`).
     pub merge_group: String,
-    /// Extra librdkafka settings for every client, passed through as they are.
-    pub client: BTreeMap<String, String>,
+    /// Extra librdkafka settings for every client (security, tuning); `KEY_file` reads KEY
+    /// from a file; secret values never print (see `rampart_kafka::overrides`).
+    pub client: rampart_kafka::Overrides,
 }
 
 impl Default for KafkaSection {
@@ -103,7 +104,7 @@ impl Default for KafkaSection {
             brokers: "127.0.0.1:9092".into(),
             ingest_group: "rampart-ingest".into(),
             merge_group: "rampart-merge".into(),
-            client: BTreeMap::new(),
+            client: rampart_kafka::Overrides::new(),
         }
     }
 }
@@ -367,6 +368,15 @@ pub fn load(
     path: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
+    load_with_client(path, env, &[])
+}
+
+/// [`load`], then librdkafka settings from the command line (`-X key=value`), which win.
+pub fn load_with_client(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    client_args: &[(String, String)],
+) -> Result<Settings, ConfigError> {
     let mut issues = Vec::new();
     let file_label = path
         .map(|p| p.display().to_string())
@@ -381,10 +391,16 @@ pub fn load(
             }),
             Ok(text) => match text.parse::<toml::Table>() {
                 Ok(t) => table = t,
+                // Without the quoted source line: it may hold a secret.
                 Err(e) => issues.push(ConfigIssue {
                     source: file_label.clone(),
                     key: String::new(),
-                    message: format!("not valid TOML: {}", e.to_string().trim()),
+                    message: format!(
+                        "not valid TOML at line {}: {}",
+                        e.span()
+                            .map_or(0, |s| text[..s.start].lines().count().max(1)),
+                        e.message()
+                    ),
                 }),
             },
         }
@@ -400,11 +416,16 @@ pub fn load(
             // Variables such as RAMPART_LOG are not configuration keys.
             continue;
         }
-        let parsed = format!("v = {value}")
-            .parse::<toml::Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or(toml::Value::String(value.clone()));
+        // librdkafka settings stay strings as given: `12345` or `0x1F` is a password, not a number.
+        let parsed = if path.starts_with(&["kafka".to_string(), "client".to_string()]) {
+            toml::Value::String(value.clone())
+        } else {
+            format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or(toml::Value::String(value.clone()))
+        };
         if let Err(message) = set_path(&mut table, &path, parsed) {
             issues.push(ConfigIssue {
                 source: format!("env {name}"),
@@ -413,6 +434,18 @@ pub fn load(
             });
         } else {
             origin.insert(path[0].clone(), format!("{file_label} (with env {name})"));
+        }
+    }
+    for (key, value) in client_args {
+        let path = ["kafka".to_string(), "client".to_string(), key.clone()];
+        if let Err(message) = set_path(&mut table, &path, toml::Value::String(value.clone())) {
+            issues.push(ConfigIssue {
+                source: format!("-X {key}"),
+                key: path.join("."),
+                message,
+            });
+        } else {
+            origin.insert("kafka".into(), format!("{file_label} (with -X {key})"));
         }
     }
     let mut cfg = Config::default();
@@ -471,7 +504,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
 }
 
 /// Semantic checks that need more than types; every problem is collected.
-fn check(cfg: Config, source: &str, issues: &mut Vec<ConfigIssue>) -> Option<Settings> {
+fn check(mut cfg: Config, source: &str, issues: &mut Vec<ConfigIssue>) -> Option<Settings> {
     let mut issue = |key: &str, message: String| {
         issues.push(ConfigIssue {
             source: source.to_string(),
@@ -555,6 +588,14 @@ fn check(cfg: Config, source: &str, issues: &mut Vec<ConfigIssue>) -> Option<Set
     };
     if cfg.kafka.brokers.trim().is_empty() {
         issue("kafka.brokers", "must not be empty".into());
+    }
+    match cfg.kafka.client.resolve_files() {
+        Ok(resolved) => cfg.kafka.client = resolved,
+        Err(problems) => {
+            for p in problems {
+                issue(&format!("kafka.client.{}", p.key), p.message);
+            }
+        }
     }
     for (key, name) in [
         ("topics.input", &cfg.topics.input),
@@ -704,6 +745,66 @@ mod tests {
         let env = [("RAMPART_WINDOW__SIZE".to_string(), "soon".to_string())];
         let err = load(None, env).unwrap_err();
         assert!(err.to_string().contains("window.size"), "{err}");
+    }
+
+    #[test]
+    fn client_secrets_from_env_file_and_command_line_stay_strings_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_pass = dir.path().join("key-password");
+        std::fs::write(&key_pass, "file-s3cret\n").unwrap();
+        let f = write(&format!(
+            "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = 424242\n\"ssl.key.password_file\" = \"{}\"\n",
+            key_pass.display()
+        ));
+        let env = [
+            // Overrides the file's numeric password; stays the exact string.
+            (
+                "RAMPART_KAFKA__CLIENT__SASL_PASSWORD".to_string(),
+                "0x1F".to_string(),
+            ),
+            (
+                "RAMPART_KAFKA__CLIENT__SASL_USERNAME".to_string(),
+                "alice".to_string(),
+            ),
+        ];
+        let cli = [("sasl.mechanism".to_string(), "SCRAM-SHA-512".to_string())];
+        let s = load_with_client(Some(f.path()), env, &cli).unwrap();
+        let c = &s.raw.kafka.client;
+        assert_eq!(c.get("sasl.password"), Some("0x1F"));
+        assert_eq!(c.get("sasl.username"), Some("alice"));
+        assert_eq!(c.get("ssl.key.password"), Some("file-s3cret"));
+        assert_eq!(c.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        assert!(!c.contains_key("ssl.key.password_file"));
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("0x1F") && !shown.contains("file-s3cret"),
+            "{shown}"
+        );
+
+        let f = write("[kafka.client]\n\"sasl.password\" = 7\n");
+        assert_eq!(
+            load(Some(f.path()), [])
+                .unwrap()
+                .raw
+                .kafka
+                .client
+                .get("sasl.password"),
+            Some("7")
+        );
+    }
+
+    #[test]
+    fn client_file_errors_name_the_key_and_bad_toml_hides_the_line() {
+        let f = write("[kafka.client]\n\"sasl.password_file\" = \"/nonexistent/pw\"\n");
+        let err = load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.client.sasl.password_file") && err.contains("/nonexistent/pw"),
+            "{err}"
+        );
+        let f = write("[kafka.client]\n\"sasl.password\" = \"hunter2\" oops\n");
+        let err = load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

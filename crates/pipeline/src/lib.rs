@@ -106,6 +106,42 @@ fn producer_config(
     Ok(c)
 }
 
+/// Every librdkafka client configuration `run` builds from `settings` (one of each kind: the
+/// ingest and merge consumers and producers, the admin client), labelled, for `check-config`.
+pub fn client_configs(
+    settings: &Settings,
+) -> Result<Vec<(&'static str, rampart_kafka::ClientKind, ClientConfig)>, RunError> {
+    use rampart_kafka::ClientKind::{Consumer, Producer};
+    let k = &settings.raw.kafka;
+    Ok(vec![
+        (
+            "ingest consumer",
+            Consumer,
+            consumer_config(settings, &k.ingest_group)?,
+        ),
+        (
+            "ingest producer",
+            Producer,
+            producer_config(settings, "ingest-0", "check")?,
+        ),
+        (
+            "merge consumer",
+            Consumer,
+            consumer_config(settings, &k.merge_group)?,
+        ),
+        (
+            "merge producer",
+            Producer,
+            producer_config(settings, "merge", "check")?,
+        ),
+        (
+            "admin client",
+            Producer,
+            rampart_kafka::admin_config(&k.brokers, &k.client)?,
+        ),
+    ])
+}
+
 fn admin(settings: &Settings) -> Result<AdminClient<DefaultClientContext>, RunError> {
     let cfg = rampart_kafka::admin_config(&settings.raw.kafka.brokers, &settings.raw.kafka.client)?;
     cfg.create()
