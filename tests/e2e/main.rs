@@ -16,4 +16,5 @@ mod demo;
 mod fixtures;
 mod loadgen;
 mod run;
+mod secured;
 mod verify;

@@ -146,10 +146,19 @@ impl KafkaBroker {
     /// directory on free loopback ports, ignoring [`BOOTSTRAP_ENV`]. Returns once the broker
     /// answers a metadata request. The broker is killed when this value drops or the process ends.
     pub fn start_private() -> Result<KafkaBroker, TestkitError> {
+        Self::start_private_with_scram(&[])
+    }
+
+    /// [`start_private`](Self::start_private) with a second listener, SASL_PLAINTEXT, that
+    /// takes SCRAM-SHA-512 and SCRAM-SHA-256 logins of `users` (`(name, password)`, created
+    /// when the storage is formatted); its address is [`sasl_bootstrap`](Self::sasl_bootstrap).
+    /// Names and passwords must not contain spaces, `,`, `=` or `]`.
+    pub fn start_private_with_scram(users: &[(&str, &str)]) -> Result<KafkaBroker, TestkitError> {
         let dir = tempfile::Builder::new()
             .prefix("rampart-kafka-")
             .tempdir()?;
-        let (watchdog, bootstrap) = spawn_watchdog(dir.path())?;
+        let scram: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
+        let (watchdog, bootstrap) = spawn_watchdog(dir.path(), &scram.join(" "))?;
         let broker = KafkaBroker {
             bootstrap,
             private: Some(Mutex::new(Private {
@@ -176,6 +185,14 @@ impl KafkaBroker {
     /// Bootstrap servers (`127.0.0.1:PORT`).
     pub fn bootstrap(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// The SASL_PLAINTEXT (SCRAM) listener of a broker from
+    /// [`start_private_with_scram`](Self::start_private_with_scram).
+    pub fn sasl_bootstrap(&self) -> Option<String> {
+        let dir = self.dir()?;
+        let text = std::fs::read_to_string(dir.join("bootstrap_sasl")).ok()?;
+        Some(text.trim().to_owned())
     }
 
     /// Whether this process started (and therefore controls) the broker.
@@ -212,7 +229,7 @@ impl KafkaBroker {
         self.stop()?;
         let private = self.private_or_err()?;
         let mut guard = lock(private);
-        let (watchdog, bootstrap) = spawn_watchdog(guard.dir.path())?;
+        let (watchdog, bootstrap) = spawn_watchdog(guard.dir.path(), "")?;
         guard.watchdog = Some(watchdog);
         drop(guard);
         debug_assert_eq!(bootstrap, self.bootstrap);
@@ -305,9 +322,13 @@ fn lock(m: &Mutex<Private>) -> MutexGuard<'_, Private> {
 const KAFKA_SCRIPT: &str = include_str!("../../../scripts/kafka");
 
 /// Runs `scripts/kafka start DIR --watch` and reads `bootstrap=` / `pid=` from its stdout.
-fn spawn_watchdog(dir: &std::path::Path) -> Result<(Watchdog, String), TestkitError> {
+fn spawn_watchdog(
+    dir: &std::path::Path,
+    scram_users: &str,
+) -> Result<(Watchdog, String), TestkitError> {
     let script = PathBuf::from("scripts/kafka");
     let mut child = Command::new("bash")
+        .env("KAFKA_SCRAM_USERS", scram_users)
         .arg("-c")
         .arg(KAFKA_SCRIPT)
         .arg(&script)
