@@ -19,6 +19,7 @@ pub mod fingerprint;
 pub mod ingest;
 pub mod merge;
 pub mod model;
+pub mod prefix_cache;
 pub mod sketch;
 pub mod validate;
 pub mod window;

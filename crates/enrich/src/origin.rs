@@ -20,6 +20,7 @@ use std::sync::Arc;
 use ipnetwork::IpNetwork;
 use maxminddb::Reader;
 use rampart_core::enrich::Origin;
+use rampart_core::prefix_cache::{PrefixCache, PrefixKey};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
@@ -40,18 +41,6 @@ pub struct OriginStats {
     /// Addresses that were not 4 or 16 bytes, or reader errors (answered unknown).
     pub errors: u64,
 }
-
-#[derive(Clone, Copy)]
-struct Slot {
-    /// 0 = empty; bit 63 marks IPv4 keys, bit 62 IPv6 keys.
-    tag: u64,
-    origin: Origin,
-}
-
-const EMPTY_SLOT: Slot = Slot {
-    tag: 0,
-    origin: Origin::UNKNOWN,
-};
 
 #[derive(Deserialize)]
 struct IsoCode<'a> {
@@ -78,8 +67,8 @@ struct OriginRecord<'a> {
 pub struct MmdbOrigin {
     country_db: Option<Arc<Reader<Vec<u8>>>>,
     asn_db: Option<Arc<Reader<Vec<u8>>>>,
-    cache: Box<[Slot]>,
-    shift: u32,
+    /// /24 (/48) → origin, only for prefixes whose every address shares it.
+    cache: PrefixCache<Origin>,
     country_memo: FxHashMap<usize, [u8; 2]>,
     asn_memo: FxHashMap<usize, u32>,
     stats: OriginStats,
@@ -99,7 +88,7 @@ impl std::fmt::Debug for MmdbOrigin {
                 "asn_db",
                 &self.asn_db.as_ref().map(|r| &r.metadata().database_type),
             )
-            .field("cache_slots", &self.cache.len())
+            .field("cache_slots", &self.cache.slots())
             .field("stats", &self.stats)
             .finish()
     }
@@ -111,7 +100,7 @@ impl Clone for MmdbOrigin {
         Self::from_shared(
             self.country_db.clone(),
             self.asn_db.clone(),
-            self.cache.len(),
+            self.cache.slots(),
         )
     }
 }
@@ -152,34 +141,21 @@ impl MmdbOrigin {
         asn_db: Option<Arc<Reader<Vec<u8>>>>,
         slots: usize,
     ) -> Self {
-        let mut o = MmdbOrigin {
+        MmdbOrigin {
             country_db,
             asn_db,
-            cache: Box::new([]),
-            shift: 64,
+            cache: PrefixCache::new(slots),
             country_memo: FxHashMap::default(),
             asn_memo: FxHashMap::default(),
             stats: OriginStats::default(),
-        };
-        o.set_cache_slots(slots);
-        o
+        }
     }
 
     /// Resizes (and clears) the cache: `slots` is rounded up to a power of
     /// two; 0 disables it.
     pub fn with_cache_slots(mut self, slots: usize) -> Self {
-        self.set_cache_slots(slots);
+        self.cache = PrefixCache::new(slots);
         self
-    }
-
-    fn set_cache_slots(&mut self, slots: usize) {
-        if slots == 0 {
-            self.cache = Box::new([]);
-            return;
-        }
-        let n = slots.next_power_of_two();
-        self.cache = vec![EMPTY_SLOT; n].into_boxed_slice();
-        self.shift = 64 - n.trailing_zeros();
     }
 
     /// Whether a country and an ASN database are loaded.
@@ -209,29 +185,20 @@ impl MmdbOrigin {
     pub fn lookup(&mut self, ip: IpAddr) -> Origin {
         let ip = canonical(ip);
         self.stats.lookups += 1;
-        let tag = cache_tag(ip);
-        let slot = if self.cache.is_empty() {
-            None
-        } else {
-            let i = (tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
-            match self.cache.get(i) {
-                Some(s) if s.tag == tag => {
-                    self.stats.cache_hits += 1;
-                    let o = s.origin;
-                    if o == Origin::UNKNOWN {
-                        self.stats.unknown += 1;
-                    }
-                    return o;
+        let key = PrefixKey::prefix24_or_48(ip);
+        let origin = match self.cache.get(key) {
+            Some(origin) => {
+                self.stats.cache_hits += 1;
+                origin
+            }
+            None => {
+                let (origin, whole_prefix_shares_it) = self.resolve(ip);
+                if whole_prefix_shares_it {
+                    self.cache.insert(key, origin);
                 }
-                _ => Some(i),
+                origin
             }
         };
-        let (origin, cacheable) = self.resolve(ip);
-        if let (Some(i), true) = (slot, cacheable)
-            && let Some(s) = self.cache.get_mut(i)
-        {
-            *s = Slot { tag, origin };
-        }
         if origin == Origin::UNKNOWN {
             self.stats.unknown += 1;
         }
@@ -329,13 +296,6 @@ fn coarse(network: Option<IpNetwork>, ip: IpAddr) -> bool {
         (Some(IpNetwork::V6(n)), IpAddr::V4(_)) => n.prefix() <= 96,
         (Some(IpNetwork::V6(n)), IpAddr::V6(_)) => n.prefix() <= 48,
         _ => false,
-    }
-}
-
-fn cache_tag(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(v4) => (1 << 63) | u64::from(u32::from(v4) >> 8),
-        IpAddr::V6(v6) => (1 << 62) | (u128::from(v6) >> 80) as u64,
     }
 }
 

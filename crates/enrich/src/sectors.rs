@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 use rampart_core::enrich::SectorId;
+use rampart_core::prefix_cache::{PrefixCache, PrefixKey};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Deserialize;
 
@@ -238,18 +239,12 @@ fn mask128(len: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
 
-#[derive(Clone, Copy)]
-struct Slot {
-    tag: u64,
-    id: SectorId,
-}
-
 /// The asset inventory: longest-prefix match of a destination address to a
 /// sector. Clones share the table and start with an empty cache.
 pub struct SectorTable {
     tables: Arc<Tables>,
-    cache: Box<[Slot]>,
-    shift: u32,
+    /// /24 (/48) → sector, only for prefixes with no longer entry inside.
+    cache: PrefixCache<SectorId>,
     stats: SectorStats,
 }
 
@@ -266,7 +261,7 @@ impl fmt::Debug for SectorTable {
 
 impl Clone for SectorTable {
     fn clone(&self) -> Self {
-        Self::with_tables(self.tables.clone(), self.cache.len())
+        Self::with_tables(self.tables.clone(), self.cache.slots())
     }
 }
 
@@ -522,37 +517,17 @@ impl SectorTable {
     }
 
     fn with_tables(tables: Arc<Tables>, slots: usize) -> Self {
-        let mut t = SectorTable {
+        SectorTable {
             tables,
-            cache: Box::new([]),
-            shift: 64,
+            cache: PrefixCache::new(slots),
             stats: SectorStats::default(),
-        };
-        t.set_cache_slots(slots);
-        t
+        }
     }
 
     /// Resizes (and clears) the cache: rounded up to a power of two; 0 disables it.
     pub fn with_cache_slots(mut self, slots: usize) -> Self {
-        self.set_cache_slots(slots);
+        self.cache = PrefixCache::new(slots);
         self
-    }
-
-    fn set_cache_slots(&mut self, slots: usize) {
-        if slots == 0 {
-            self.cache = Box::new([]);
-            return;
-        }
-        let n = slots.next_power_of_two();
-        self.cache = vec![
-            Slot {
-                tag: 0,
-                id: SectorId::UNKNOWN
-            };
-            n
-        ]
-        .into_boxed_slice();
-        self.shift = 64 - n.trailing_zeros();
     }
 
     /// Number of CIDR entries.
@@ -612,28 +587,18 @@ impl SectorTable {
     pub fn lookup(&mut self, ip: IpAddr) -> SectorId {
         let ip = canonical(ip);
         self.stats.lookups += 1;
-        let id = if self.cache.is_empty() {
-            self.tables.lookup(ip)
-        } else {
-            let tag = match ip {
-                IpAddr::V4(v4) => (1 << 63) | u64::from(u32::from(v4) >> 8),
-                IpAddr::V6(v6) => (1 << 62) | (u128::from(v6) >> 80) as u64,
-            };
-            let i = (tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize;
-            match self.cache.get(i) {
-                Some(s) if s.tag == tag => {
-                    self.stats.cache_hits += 1;
-                    s.id
+        let key = PrefixKey::prefix24_or_48(ip);
+        let id = match self.cache.get(key) {
+            Some(id) => {
+                self.stats.cache_hits += 1;
+                id
+            }
+            None => {
+                let id = self.tables.lookup(ip);
+                if !self.cache.is_disabled() && self.tables.cacheable(ip) {
+                    self.cache.insert(key, id);
                 }
-                _ => {
-                    let id = self.tables.lookup(ip);
-                    if self.tables.cacheable(ip)
-                        && let Some(s) = self.cache.get_mut(i)
-                    {
-                        *s = Slot { tag, id };
-                    }
-                    id
-                }
+                id
             }
         };
         if id == SectorId::UNKNOWN {

@@ -1,0 +1,355 @@
+//! Processing of one input message, in phases over the whole batch so that
+//! the cache misses of many events overlap instead of stalling one at a time:
+//!
+//! 1. decode and validate (a rejected message leaves all state untouched);
+//! 2. cell keys, lateness and head progression (none depends on dedup
+//!    outcomes); late events are counted at once, the others fingerprinted;
+//! 3. dedup, one run of events sharing a dedup expiry state at a time;
+//! 4. resolve the cells of every counted event (windows and cells are created
+//!    in event order);
+//! 5. update the cells, `CELL_GROUP` events at a time: first load what the
+//!    updates read, then update.
+
+use super::PartitionIngest;
+use super::cells::{CellIds, OriginKey, Unique};
+use crate::enrich::Enricher;
+use crate::event::{DecodeError, EventView, decode_batch};
+use crate::sketch::source_hash;
+use crate::validate::{Rejection, validate_batch};
+use crate::window::window_start;
+
+/// Counts of one processed message, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Events in the message.
+    pub events: u64,
+    /// Non-late events seen for the first time within the dedup horizon.
+    pub unique: u64,
+    /// Non-late events whose fingerprint was remembered.
+    pub duplicates: u64,
+    /// Late events (counted in the current window's `late_events`).
+    pub late: u64,
+    /// During a resume replay: events (late or not) that belonged to an
+    /// already emitted window and were therefore not aggregated again.
+    pub replayed_into_emitted: u64,
+}
+
+/// Events whose cell cache misses are taken together.
+const CELL_GROUP: usize = 32;
+
+/// Per-batch buffers of the phases, reused across batches.
+#[derive(Debug, Default)]
+pub(super) struct BatchScratch {
+    /// Cell keys (origin cell, sector cell) of every event of the batch.
+    cell_keys: Vec<(OriginKey, u32)>,
+    /// Per non-late ("counted") event: its index in the batch, fingerprint,
+    /// event time and whether dedup found it a duplicate.
+    counted: Vec<u32>,
+    fingerprints: Vec<u128>,
+    event_times: Vec<i64>,
+    duplicates: Vec<bool>,
+    /// Runs of counted events sharing one dedup expiry state.
+    expiry_runs: Vec<ExpiryRun>,
+    /// Counted events with their resolved cells, in event order.
+    pending: Vec<Pending>,
+}
+
+/// Counted events from `first` (an index into the counted events) up to the
+/// next run, to be deduplicated after expiring the table at `watermark`.
+#[derive(Clone, Copy, Debug)]
+struct ExpiryRun {
+    first: usize,
+    watermark: Option<i64>,
+}
+
+/// A counted event whose cells are resolved but not yet updated.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    /// Index in the batch.
+    event: u32,
+    duplicate: bool,
+    window: i64,
+    ids: CellIds,
+    /// `source_hash` of the source address (0 for a duplicate: unused).
+    source_hash: u64,
+}
+
+#[inline]
+fn unique_of(event: &EventView<'_>) -> Unique {
+    Unique {
+        time_ms: event.time_ms,
+        packets: event.packets,
+        bytes: event.bytes,
+        dst_port: event.dst_port,
+        kind: event.kind as u32,
+        rule_id: event.rule_id,
+    }
+}
+
+impl PartitionIngest {
+    /// Processes one input message (an `AttackEventBatch` payload) at `offset`.
+    /// A rejected message leaves all state untouched.
+    pub fn process_batch<E: Enricher + ?Sized>(
+        &mut self,
+        payload: &[u8],
+        msg_time_ms: Option<i64>,
+        offset: i64,
+        enricher: &mut E,
+    ) -> Result<BatchStats, Rejection> {
+        // Reuse the allocation of the view buffer across payload lifetimes.
+        let mut views: Vec<EventView<'_>> = std::mem::take(&mut self.views);
+        let result = self.process_views(payload, msg_time_ms, offset, enricher, &mut views);
+        views.clear();
+        // Empty, so `map` never runs; in-place collect keeps the allocation.
+        self.views = views.into_iter().map(|_| EventView::default()).collect();
+        result
+    }
+
+    fn process_views<'a, E: Enricher + ?Sized>(
+        &mut self,
+        payload: &'a [u8],
+        msg_time_ms: Option<i64>,
+        offset: i64,
+        enricher: &mut E,
+        views: &mut Vec<EventView<'a>>,
+    ) -> Result<BatchStats, Rejection> {
+        self.next_offset = self.next_offset.max(offset.saturating_add(1));
+        match decode_batch(payload, self.cfg.limits.max_batch_events, views) {
+            Ok(()) => {}
+            Err(DecodeError::Malformed(_)) => return Err(Rejection::MalformedProtobuf),
+            Err(DecodeError::TooManyEvents { .. }) => return Err(Rejection::BatchTooLarge),
+        }
+        validate_batch(views, msg_time_ms, &self.cfg.limits)?;
+        self.apply_recorded_idle(offset);
+
+        let head_before = self.head;
+        let mut stats = BatchStats {
+            events: views.len() as u64,
+            ..BatchStats::default()
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        self.addresses.touch_all(views);
+        self.key_and_fingerprint(
+            views,
+            offset,
+            head_before,
+            enricher,
+            &mut scratch,
+            &mut stats,
+        );
+        self.deduplicate(&mut scratch);
+        self.resolve_cells(views, offset, head_before, &mut scratch, &mut stats);
+        self.update_cells(views, &scratch.pending);
+        self.scratch = scratch;
+        Ok(stats)
+    }
+
+    /// Phase 2: every event's cell keys; late events counted into the current
+    /// window; the others fingerprinted, grouped into expiry runs, and the
+    /// head advanced over them.
+    fn key_and_fingerprint<E: Enricher + ?Sized>(
+        &mut self,
+        views: &[EventView<'_>],
+        offset: i64,
+        head_before: Option<i64>,
+        enricher: &mut E,
+        scratch: &mut BatchScratch,
+        stats: &mut BatchStats,
+    ) {
+        scratch.cell_keys.clear();
+        scratch.counted.clear();
+        scratch.fingerprints.clear();
+        scratch.event_times.clear();
+        scratch.expiry_runs.clear();
+        let size = self.cfg.window.size();
+        let lateness = self.cfg.window.allowed_lateness_ms;
+        let out_of_orderness = self.cfg.window.out_of_orderness_ms;
+        let horizon = self.cfg.dedup.horizon_ms.max(0);
+        let bucket_ms = self.cfg.dedup.bucket_ms.max(1);
+        // Dedup expiry depends on the watermark only through the first live
+        // bucket (dedup module doc): a new run starts when that changes.
+        let first_live_bucket =
+            |watermark: i64| watermark.saturating_sub(horizon).div_euclid(bucket_ms);
+        let mut run_first_live: Option<i64> = None;
+        for (index, event) in views.iter().enumerate() {
+            let time_ms = event.time_ms;
+            let window = window_start(time_ms, size);
+            let cell_key = self.addresses.cell_key(event, enricher);
+            scratch.cell_keys.push(cell_key);
+            let mut watermark = None;
+            if let Some(head) = self.head {
+                let current_watermark = head.saturating_sub(out_of_orderness);
+                if window.saturating_add(size).saturating_add(lateness) <= current_watermark {
+                    self.count_late(head, cell_key, offset, head_before, stats);
+                    continue;
+                }
+                watermark = Some(current_watermark);
+            }
+            let first_live = watermark.map(first_live_bucket);
+            if scratch.expiry_runs.is_empty()
+                || (first_live.is_some() && first_live != run_first_live)
+            {
+                scratch.expiry_runs.push(ExpiryRun {
+                    first: scratch.fingerprints.len(),
+                    watermark,
+                });
+                run_first_live = first_live;
+            }
+            scratch.counted.push(index as u32);
+            scratch
+                .fingerprints
+                .push(self.fingerprinter.fingerprint(event));
+            scratch.event_times.push(time_ms);
+            self.head = Some(self.head.map_or(time_ms, |h| h.max(time_ms)));
+        }
+    }
+
+    /// A late event counts in its partition's current window (the window of
+    /// `head`), unless that window was already emitted before a resume.
+    fn count_late(
+        &mut self,
+        head: i64,
+        (origin_key, sector_key): (OriginKey, u32),
+        offset: i64,
+        head_before: Option<i64>,
+        stats: &mut BatchStats,
+    ) {
+        stats.late += 1;
+        let current = window_start(head, self.cfg.window.size());
+        if current < self.emitted_before {
+            stats.replayed_into_emitted += 1;
+            return;
+        }
+        if let Some((origin_cell, sector_cell)) = self
+            .windows
+            .open(current, offset, head_before)
+            .and_then(|cells| cells.cells_mut(origin_key, sector_key))
+        {
+            origin_cell.core.add_late();
+            sector_cell.core.add_late();
+        }
+    }
+
+    /// Phase 3: dedup of the counted events, a run at a time (cache misses
+    /// overlap within a run).
+    fn deduplicate(&mut self, scratch: &mut BatchScratch) {
+        let counted = scratch.fingerprints.len();
+        scratch.duplicates.clear();
+        scratch.duplicates.resize(counted, false);
+        for (run_index, run) in scratch.expiry_runs.iter().enumerate() {
+            let end = scratch
+                .expiry_runs
+                .get(run_index + 1)
+                .map_or(counted, |next| next.first);
+            if let Some(watermark) = run.watermark
+                && self.expired_at != Some(watermark)
+            {
+                self.dedup.expire(watermark);
+                self.expired_at = Some(watermark);
+            }
+            if let (Some(fingerprints), Some(times), Some(duplicates)) = (
+                scratch.fingerprints.get(run.first..end),
+                scratch.event_times.get(run.first..end),
+                scratch.duplicates.get_mut(run.first..end),
+            ) {
+                self.dedup
+                    .check_insert_batch(fingerprints, times, duplicates);
+            }
+        }
+    }
+
+    /// Phase 4: the cells of every counted event and its source hash; notes
+    /// dedup buckets and counts unique and duplicate events.
+    fn resolve_cells(
+        &mut self,
+        views: &[EventView<'_>],
+        offset: i64,
+        head_before: Option<i64>,
+        scratch: &mut BatchScratch,
+        stats: &mut BatchStats,
+    ) {
+        scratch.pending.clear();
+        let size = self.cfg.window.size();
+        for (&index, &duplicate) in scratch.counted.iter().zip(&scratch.duplicates) {
+            let (Some(event), Some(&(origin_key, sector_key))) = (
+                views.get(index as usize),
+                scratch.cell_keys.get(index as usize),
+            ) else {
+                continue;
+            };
+            let time_ms = event.time_ms;
+            let window = window_start(time_ms, size);
+            self.windows.note_bucket(time_ms, offset, head_before);
+            if duplicate {
+                stats.duplicates += 1;
+            } else {
+                stats.unique += 1;
+            }
+            if window < self.emitted_before {
+                stats.replayed_into_emitted += 1;
+                continue;
+            }
+            let Some(cells) = self.windows.open(window, offset, head_before) else {
+                continue;
+            };
+            let ids = cells.ids(origin_key, sector_key);
+            let source_hash = if duplicate {
+                0
+            } else {
+                source_hash(event.src_ip)
+            };
+            scratch.pending.push(Pending {
+                event: index,
+                duplicate,
+                window,
+                ids,
+                source_hash,
+            });
+        }
+    }
+
+    /// Phase 5: a group at a time, load what the updates read (misses
+    /// overlap), then update.
+    fn update_cells(&mut self, views: &[EventView<'_>], pending: &[Pending]) {
+        for group in pending.chunks(CELL_GROUP) {
+            let mut touched = 0u64;
+            for event in group {
+                if let Some(cells) = self.windows.cells(event.window) {
+                    touched ^= cells.touch_cells(event.ids);
+                }
+            }
+            for event in group.iter().filter(|p| !p.duplicate) {
+                let (Some(view), Some(cells)) = (
+                    views.get(event.event as usize),
+                    self.windows.cells(event.window),
+                ) else {
+                    continue;
+                };
+                touched ^= cells.touch_tables(event.ids, &unique_of(view), event.source_hash);
+            }
+            std::hint::black_box(touched);
+            for event in group {
+                let Some(view) = views.get(event.event as usize) else {
+                    continue;
+                };
+                let Some((origin_cell, sector_cell)) = self
+                    .windows
+                    .cells(event.window)
+                    .and_then(|cells| cells.at(event.ids))
+                else {
+                    continue;
+                };
+                if event.duplicate {
+                    origin_cell.core.add_duplicate();
+                    sector_cell.core.add_duplicate();
+                } else {
+                    let unique = unique_of(view);
+                    origin_cell.core.add_unique(&unique);
+                    sector_cell.core.add_unique(&unique);
+                    origin_cell.add_source(view.src_ip, event.source_hash);
+                    sector_cell.sources.insert_hash(event.source_hash);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The resume codec: [`ResumePoint`], carried as the committed offset's
+//! metadata, and the versioned `v1;k=v;…` field syntax the merge stage's
+//! metadata shares.
+
+use std::fmt::Write as _;
+
+use rustc_hash::FxHashMap;
+
+/// Where and how to resume a partition after a restart; carried in the
+/// committed offset's metadata (see [`ResumePoint::to_metadata`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Re-read the input partition from this offset.
+    pub replay_from_offset: i64,
+    /// The partition's head just before `replay_from_offset`.
+    pub head_before: Option<i64>,
+    /// Every window starting before this was already emitted.
+    pub emitted_before: Option<i64>,
+    /// Recorded idle advances `(at_offset, head_ms)` with `at_offset >= replay_from_offset`:
+    /// applied before processing the message at `at_offset`.
+    pub idle_advances: Vec<(i64, i64)>,
+}
+
+/// Why resume metadata could not be parsed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("unsupported resume metadata version")]
+    Version,
+    #[error("malformed resume metadata field `{0}`")]
+    Malformed(&'static str),
+}
+
+fn format_optional(value: Option<i64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn parse_i64(text: &str, field: &'static str) -> Result<i64, ResumeError> {
+    text.parse().map_err(|_| ResumeError::Malformed(field))
+}
+
+fn parse_optional(text: &str, field: &'static str) -> Result<Option<i64>, ResumeError> {
+    if text == "-" {
+        Ok(None)
+    } else {
+        parse_i64(text, field).map(Some)
+    }
+}
+
+/// Splits "v1;k=v;k=v" into its fields after checking the version.
+pub(crate) fn metadata_fields(text: &str) -> Result<FxHashMap<&str, &str>, ResumeError> {
+    let mut parts = text.split(';');
+    if parts.next() != Some("v1") {
+        return Err(ResumeError::Version);
+    }
+    let mut fields = FxHashMap::default();
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or(ResumeError::Malformed("field"))?;
+        fields.insert(key, value);
+    }
+    Ok(fields)
+}
+
+impl ResumePoint {
+    /// Compact, versioned text: `v1;r=<offset>;h=<head|->;e=<emitted|->;i=<off>:<head>,...`.
+    pub fn to_metadata(&self) -> String {
+        let mut text = format!(
+            "v1;r={};h={};e={};i=",
+            self.replay_from_offset,
+            format_optional(self.head_before),
+            format_optional(self.emitted_before)
+        );
+        for (i, (offset, head)) in self.idle_advances.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            let _ = write!(text, "{offset}:{head}");
+        }
+        text
+    }
+
+    /// Parses [`ResumePoint::to_metadata`] output.
+    pub fn from_metadata(text: &str) -> Result<Self, ResumeError> {
+        let fields = metadata_fields(text)?;
+        let get = |key: &'static str| fields.get(key).copied().ok_or(ResumeError::Malformed(key));
+        let mut idle_advances = Vec::new();
+        let idle = get("i")?;
+        if !idle.is_empty() {
+            for pair in idle.split(',') {
+                let (offset, head) = pair.split_once(':').ok_or(ResumeError::Malformed("i"))?;
+                idle_advances.push((parse_i64(offset, "i")?, parse_i64(head, "i")?));
+            }
+        }
+        Ok(ResumePoint {
+            replay_from_offset: parse_i64(get("r")?, "r")?,
+            head_before: parse_optional(get("h")?, "h")?,
+            emitted_before: parse_optional(get("e")?, "e")?,
+            idle_advances,
+        })
+    }
+}
