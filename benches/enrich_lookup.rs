@@ -3,7 +3,7 @@
 //!
 //! Data: a GeoLite2-Country-shaped MMDB with 20k IPv4 networks (/12../24) plus
 //! 2k IPv6 (/32../48), an ASN MMDB with the same shape, and a 2k-entry sector
-//! table (/16../28), all written to a tempdir by `mmdb_writer`.
+//! table (/16../28), all written to a tempdir by `rampart-mmdb`.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rampart_core::enrich::Enricher;
-use rampart_enrich::mmdb_writer::{MmdbWriter, asn_record, country_record};
 use rampart_enrich::{Enrichment, MmdbOrigin, SectorTable};
+use rampart_mmdb::{MmdbWriter, asn_record, country_record};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -3,16 +3,16 @@
 //! [`rampart_core::enrich::Enricher`].
 //!
 //! Owns: reading MMDB files ([`origin::MmdbOrigin`], via the `maxminddb`
-//! crate), writing them ([`mmdb_writer`], for loadgen and tests), the asset
-//! inventory ([`sectors::SectorTable`]) and their exact per-owner caches.
+//! crate), the asset inventory ([`sectors::SectorTable`]) and their exact
+//! per-owner caches (each a [`rampart_core::prefix_cache::PrefixCache`]).
 //! Must not know about Kafka, tokio, protobuf or the pipeline: lookups are
 //! plain synchronous calls that never fail (unresolvable means unknown).
+//! Writing MMDB files is not its job: tests and loadgen use `rampart-mmdb`.
 //!
 //! Every value here is single-owner (`&mut self` for the caches); clone an
 //! [`Enrichment`] per partition/task: the databases and tables are shared
 //! behind `Arc`, each clone gets its own cache.
 
-pub mod mmdb_writer;
 pub mod origin;
 pub mod sectors;
 

@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used)]
-//! MmdbOrigin against MMDB files written by `mmdb_writer` and read back both
+//! MmdbOrigin against MMDB files written by `rampart-mmdb` and read back both
 //! by the `maxminddb` crate directly and through `MmdbOrigin`.
 
 use std::net::IpAddr;
@@ -9,8 +9,8 @@ use ipnetwork::IpNetwork;
 use maxminddb::{Reader, geoip2};
 use proptest::prelude::*;
 use rampart_core::enrich::{Enricher, Origin};
-use rampart_enrich::mmdb_writer::{MmdbWriter, Value, asn_record, country_record};
 use rampart_enrich::{Enrichment, MmdbOrigin};
+use rampart_mmdb::{MmdbWriter, Value, asn_record, country_record};
 
 fn net(s: &str) -> IpNetwork {
     s.parse().unwrap()

@@ -676,9 +676,8 @@ impl World {
     /// per world network (the country's English name is its ISO code). The
     /// build epoch is fixed, so the same world gives the same file bytes.
     pub fn write_mmdb(&self, country_path: &Path, asn_path: &Path) -> Result<(), LoadgenError> {
-        use rampart_enrich::mmdb_writer::{MmdbWriter, asn_record, country_record};
-        let err =
-            |e: rampart_enrich::mmdb_writer::MmdbWriteError| LoadgenError::Mmdb(e.to_string());
+        use rampart_mmdb::{MmdbWriter, asn_record, country_record};
+        let err = |e: rampart_mmdb::MmdbWriteError| LoadgenError::Mmdb(e.to_string());
         let mut country = MmdbWriter::new("GeoLite2-Country").build_epoch(MMDB_BUILD_EPOCH);
         let mut asn = MmdbWriter::new("GeoLite2-ASN").build_epoch(MMDB_BUILD_EPOCH);
         for n in self.origin_networks() {
