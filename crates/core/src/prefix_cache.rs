@@ -37,13 +37,13 @@ impl PrefixKey {
 
     /// The /24 containing an IPv4 address.
     #[inline]
-    pub fn ipv4_prefix24(address: u32) -> Self {
+    pub(crate) fn ipv4_prefix24(address: u32) -> Self {
         PrefixKey(IPV4_PREFIX24 | u64::from(address >> 8))
     }
 
     /// The /48 containing an IPv6 address.
     #[inline]
-    pub fn ipv6_prefix48(address: u128) -> Self {
+    pub(crate) fn ipv6_prefix48(address: u128) -> Self {
         PrefixKey(IPV6_PREFIX48 | (address >> 80) as u64)
     }
 

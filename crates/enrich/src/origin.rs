@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::EnrichError;
 
 /// Default number of cache slots (a power of two; 16 bytes each).
-pub const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
+pub(crate) const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
 
 /// Counters of one [`MmdbOrigin`] value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,10 +125,7 @@ impl MmdbOrigin {
     }
 
     /// Wraps already opened readers.
-    pub fn from_readers(
-        country_db: Option<Reader<Vec<u8>>>,
-        asn_db: Option<Reader<Vec<u8>>>,
-    ) -> Self {
+    fn from_readers(country_db: Option<Reader<Vec<u8>>>, asn_db: Option<Reader<Vec<u8>>>) -> Self {
         Self::from_shared(
             country_db.map(Arc::new),
             asn_db.map(Arc::new),
@@ -156,11 +153,6 @@ impl MmdbOrigin {
     pub fn with_cache_slots(mut self, slots: usize) -> Self {
         self.cache = PrefixCache::new(slots);
         self
-    }
-
-    /// Whether a country and an ASN database are loaded.
-    pub fn has_databases(&self) -> (bool, bool) {
-        (self.country_db.is_some(), self.asn_db.is_some())
     }
 
     /// Counters since creation.

@@ -70,10 +70,10 @@ pub const CISA_SECTORS: [&str; 16] = [
 ];
 
 /// The name of [`SectorId::UNKNOWN`].
-pub const UNKNOWN_SECTOR: &str = "unknown";
+pub(crate) const UNKNOWN_SECTOR: &str = "unknown";
 
 /// Default number of cache slots (a power of two).
-pub const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
+pub(crate) const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
 
 /// One problem in a sector table source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -151,7 +151,7 @@ pub fn parse_sector(s: &str) -> Result<String, String> {
 
 /// Parses a CIDR (or bare address), rejecting host bits; IPv4-mapped IPv6
 /// networks become IPv4.
-pub fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
+pub(crate) fn parse_cidr(s: &str) -> Result<IpNetwork, String> {
     let s = s.trim();
     let net = if s.contains('/') {
         s.parse::<IpNetwork>()

@@ -198,7 +198,7 @@ impl PartitionIngest {
     /// Applies recorded idle advances (from a resume point) due at or before
     /// `offset`. `process_batch` calls it; call it when a replay ends at
     /// `offset` without reaching a message there.
-    pub fn apply_recorded_idle(&mut self, offset: i64) {
+    pub(crate) fn apply_recorded_idle(&mut self, offset: i64) {
         while let Some(&(at, head_ms)) = self.idle_log.get(self.idle_applied) {
             if at > offset {
                 break;
