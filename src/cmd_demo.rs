@@ -230,7 +230,7 @@ listen = ""
     settings.raw.kafka.client = client.clone();
     let window_ms = settings.ingest.window.size_ms;
 
-    let handle = rampart_pipeline::metrics::install_recorder()?;
+    let handle = rampart_pipeline::telemetry::install_recorder()?;
     let server = rampart_pipeline::http::serve(&args.metrics, handle.clone())?;
     let metrics_url = format!("http://{}/metrics", server.addr());
 

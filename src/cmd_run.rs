@@ -49,7 +49,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let _metrics_server = if settings.raw.metrics.listen.is_empty() {
         None
     } else {
-        let handle = rampart_pipeline::metrics::install_recorder()?;
+        let handle = rampart_pipeline::telemetry::install_recorder()?;
         Some(rampart_pipeline::http::serve(
             &settings.raw.metrics.listen,
             handle,

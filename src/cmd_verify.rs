@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use prost::Message as _;
 use rampart_core::proto::v1::{Rollup, TopEntry};
-use rampart_pipeline::merge::{dimension_name, rollup_key};
+use rampart_pipeline::records::{dimension_name, rollup_key};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};

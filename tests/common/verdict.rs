@@ -11,7 +11,7 @@ use rampart_core::proto::v1::{Dimension, Rollup};
 use super::{EndOffsets, Read, Workload};
 
 pub fn rollup_key(r: &Rollup) -> String {
-    rampart_pipeline::merge::rollup_key(r)
+    rampart_pipeline::records::rollup_key(r)
 }
 
 pub fn decode_rollups(reads: &[Read]) -> Vec<Rollup> {

@@ -251,7 +251,7 @@ fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
     assert!(sectors.len() > 3, "sector series: {sectors:?}");
     let countries = query(&prom, "rampart_attack_origin_events_total").unwrap();
     assert!(
-        countries.len() <= rampart_pipeline::metrics::TOP_COUNTRIES * 2 + 1,
+        countries.len() <= rampart_pipeline::telemetry::TOP_COUNTRIES * 2 + 1,
         "{} country series",
         countries.len()
     );

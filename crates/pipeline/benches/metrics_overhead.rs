@@ -22,7 +22,7 @@ use rampart_core::ingest::PartitionIngest;
 use rampart_loadgen::{
     GenConfig, Generator, Limit, Record, RecordConfig, RecordStream, World, WorldConfig,
 };
-use rampart_pipeline::metrics::IngestMetrics;
+use rampart_pipeline::telemetry::IngestMetrics;
 
 const EVENTS: u64 = 200_000;
 const PER_BATCH: usize = 1000;
@@ -49,7 +49,7 @@ fn records(world: &Arc<World>) -> Vec<Record> {
 }
 
 fn bench(c: &mut Criterion) {
-    let handle = rampart_pipeline::metrics::install_recorder().unwrap();
+    let handle = rampart_pipeline::telemetry::install_recorder().unwrap();
     let world = Arc::new(World::new(WorldConfig::default()).unwrap());
     let recs = records(&world);
     let settings = rampart_pipeline::config::load(None, std::iter::empty()).unwrap();

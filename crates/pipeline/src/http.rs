@@ -1,7 +1,7 @@
 //! The operator endpoints on `metrics.listen`: `/metrics` (Prometheus text
 //! exposition rendered from the installed recorder), `/health` (200 while the
 //! process serves) and `/ready` (200 when every stage is assigned and caught
-//! up, 503 with a short reason otherwise; see [`crate::metrics::readiness`]).
+//! up, 503 with a short reason otherwise; see `crate::health::readiness`).
 //!
 //! A deliberately tiny HTTP/1.1 server (GET/HEAD, one request per
 //! connection, bounded concurrency and read time) on its own thread with a
@@ -161,7 +161,7 @@ fn route(method: &str, target: &str, handle: &PrometheusHandle) -> Response {
     let path = target.split('?').next().unwrap_or(target);
     match path {
         "/metrics" => {
-            crate::metrics::refresh();
+            crate::telemetry::refresh();
             handle.run_upkeep();
             Response {
                 status: "200 OK",
@@ -170,7 +170,7 @@ fn route(method: &str, target: &str, handle: &PrometheusHandle) -> Response {
             }
         }
         "/health" => text("200 OK", "ok\n"),
-        "/ready" => match crate::metrics::readiness() {
+        "/ready" => match crate::health::readiness() {
             Ok(()) => text("200 OK", "ready\n"),
             Err(reason) => text("503 Service Unavailable", format!("not ready: {reason}\n")),
         },

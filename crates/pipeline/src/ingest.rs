@@ -19,26 +19,22 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
 use tracing::{debug, warn};
 
-use crate::metrics::IngestMetrics;
-use crate::stage::{Handler, OutRecord, Start};
+use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying};
+use crate::records::{OutRecord, dead_letter, partials_hash};
+use crate::stage::{Handler, Start};
+use crate::telemetry::IngestMetrics;
 
 /// Largest partials message the stage writes (bytes, before compression).
 const MAX_PARTIALS_MESSAGE: usize = 512 * 1024;
 
-struct Part {
+/// One input partition: the core's state plus what idleness is judged by.
+struct IngestPartition {
     core: PartitionIngest,
-    /// Offsets below this were processed before the last restart: replaying
-    /// them rebuilds state; their dead letters were already written.
-    replay_until: i64,
-    /// Next offset to read (last processed + 1), `None` before the first message.
-    next_offset: Option<i64>,
     last_input: Instant,
     /// A message arrived since the last tick (the tick stamps `last_input`,
     /// so the hot path reads no clock).
     input_since_tick: bool,
     last_idle_advance: Instant,
-    /// Something changed since the last checkpoint.
-    dirty: bool,
     /// Everything the partition held was read (end-of-partition seen and no
     /// message since). Only such a partition may advance by idleness: one that
     /// is merely slow (a stalled fetch, a busy machine) must not, or its own
@@ -48,20 +44,19 @@ struct Part {
 
 /// Static wiring of the ingest stage.
 #[derive(Clone, Debug)]
-pub struct IngestWiring {
-    pub input_topic: String,
-    pub partials_topic: Arc<str>,
-    pub dlq_topic: Arc<str>,
-    pub input_partitions: u32,
-    pub partials_partitions: u32,
-    pub idle_timeout_ms: i64,
+pub(crate) struct IngestWiring {
+    pub(crate) partials_topic: Arc<str>,
+    pub(crate) dlq_topic: Arc<str>,
+    pub(crate) input_partitions: u32,
+    pub(crate) partials_partitions: u32,
+    pub(crate) idle_timeout_ms: i64,
 }
 
-pub struct IngestHandler<E: Enricher + Send + 'static> {
-    cfg: IngestConfig,
+pub(crate) struct IngestHandler<E: Enricher + Send + 'static> {
+    config: IngestConfig,
     wiring: IngestWiring,
     enricher: E,
-    parts: FxHashMap<i32, Part>,
+    partitions: FxHashMap<i32, Replaying<IngestPartition>>,
     partials: Vec<Partial>,
     /// Per partials partition: the batch being filled.
     batches: Vec<PartialBatch>,
@@ -69,8 +64,8 @@ pub struct IngestHandler<E: Enricher + Send + 'static> {
 }
 
 impl<E: Enricher + Send + 'static> IngestHandler<E> {
-    pub fn new(
-        cfg: IngestConfig,
+    pub(crate) fn new(
+        config: IngestConfig,
         wiring: IngestWiring,
         enricher: E,
         metrics: IngestMetrics,
@@ -79,33 +74,38 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             .map(|_| PartialBatch::default())
             .collect();
         IngestHandler {
-            cfg,
+            config,
             wiring,
             enricher,
-            parts: FxHashMap::default(),
+            partitions: FxHashMap::default(),
             partials: Vec::new(),
             batches,
             metrics,
         }
     }
 
-    fn new_part(&self, partition: i32, rp: Option<&ResumePoint>) -> PartitionIngest {
-        let p = partition as u32;
-        match rp {
-            Some(rp) => {
-                PartitionIngest::resume(self.cfg.clone(), p, self.wiring.input_partitions, rp)
-            }
-            None => PartitionIngest::new(self.cfg.clone(), p, self.wiring.input_partitions),
+    fn new_core(&self, partition: i32, resume: Option<&ResumePoint>) -> PartitionIngest {
+        let (config, index, count) = (
+            self.config.clone(),
+            partition as u32,
+            self.wiring.input_partitions,
+        );
+        match resume {
+            Some(resume) => PartitionIngest::resume(config, index, count, resume),
+            None => PartitionIngest::new(config, index, count),
         }
     }
 
     /// Moves closed windows of `partition` into the outgoing batches.
     fn drain_closed(&mut self, partition: i32, out: &mut Vec<OutRecord>) {
-        let Some(part) = self.parts.get_mut(&partition) else {
+        let Some(part) = self.partitions.get_mut(&partition) else {
             return;
         };
         self.partials.clear();
-        let marker = part.core.take_closed(&self.enricher, &mut self.partials);
+        let marker = part
+            .state
+            .core
+            .take_closed(&self.enricher, &mut self.partials);
         if self.partials.is_empty() && marker.is_none() {
             return;
         }
@@ -123,7 +123,9 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
         }
         let sent_from = out.len();
         self.flush_batches(out);
-        self.metrics.sent(out.get(sent_from..).unwrap_or_default());
+        let sent = out.get(sent_from..).unwrap_or_default();
+        self.metrics
+            .sent(sent.iter().map(|r| r.payload.len()).sum());
     }
 
     fn broadcast(&mut self, marker: WindowClosed) {
@@ -168,100 +170,55 @@ fn partials_record(topic: &Arc<str>, partition: usize, batch: &PartialBatch) -> 
     }
 }
 
-/// Stable hash routing a `dimension/key` to a partials partition.
-pub fn partials_hash(dimension: i32, key: &str) -> u64 {
-    let mut buf = Vec::with_capacity(key.len() + 4);
-    buf.extend_from_slice(&dimension.to_le_bytes());
-    buf.extend_from_slice(key.as_bytes());
-    xxhash_rust::xxh3::xxh3_64(&buf)
-}
-
-/// A dead letter: the original key, payload and headers, plus `rampart.*`
-/// headers saying why and where from.
-pub fn dead_letter(
-    topic: &Arc<str>,
-    msg: &BorrowedMessage<'_>,
-    reason: &str,
-    detail: &str,
-) -> OutRecord {
-    let rec = rampart_kafka::DlqRecord::new(msg, reason, detail);
-    OutRecord {
-        topic: topic.clone(),
-        partition: None,
-        key: rec.key,
-        payload: rec.payload.unwrap_or_default(),
-        headers: Some(rec.headers),
-    }
-}
-
 impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
-    fn assign(&mut self, partition: i32, committed: Option<(i64, &str)>) -> Start {
-        let (rp, replay_until) = match committed {
-            Some((offset, meta)) if !meta.is_empty() => match ResumePoint::from_metadata(meta) {
-                Ok(rp) => (Some(rp), offset),
-                Err(e) => {
-                    warn!(partition, error = %e, "unreadable checkpoint metadata; starting from the committed offset with empty state");
-                    (None, offset)
-                }
-            },
-            Some((offset, _)) => (None, offset),
-            None => (None, 0),
-        };
-        let fetch_from = match (&rp, committed) {
-            (Some(rp), _) => Some(rp.replay_from_offset),
-            (None, Some((offset, _))) => Some(offset),
-            (None, None) => None,
-        };
+    fn assign(
+        &mut self,
+        partition: i32,
+        committed: Option<(i64, &str)>,
+    ) -> Result<Start, CheckpointError> {
+        let restored = checkpoint::restore::<ResumePoint>(partition, committed)?;
         debug!(
             partition,
-            ?fetch_from,
-            replay_until,
+            fetch_from = ?restored.fetch_from,
+            replay_until = restored.replay_until,
             "ingest partition assigned"
         );
-        let core = self.new_part(partition, rp.as_ref());
         let now = Instant::now();
-        self.parts.insert(
-            partition,
-            Part {
-                core,
-                replay_until,
-                next_offset: fetch_from,
-                last_input: now,
-                input_since_tick: false,
-                last_idle_advance: now,
-                dirty: false,
-                at_end: false,
-            },
-        );
-        self.metrics.set_partitions(self.parts.len());
-        Start { fetch_from }
+        let part = Replaying::new(restored, |resume| IngestPartition {
+            core: self.new_core(partition, resume),
+            last_input: now,
+            input_since_tick: false,
+            last_idle_advance: now,
+            at_end: false,
+        });
+        let fetch_from = part.next_offset();
+        self.partitions.insert(partition, part);
+        Ok(Start { fetch_from })
     }
 
     fn revoke(&mut self, partition: i32) {
-        self.parts.remove(&partition);
-        self.metrics.set_partitions(self.parts.len());
+        self.partitions.remove(&partition);
     }
 
     fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>) {
         let partition = msg.partition();
         let offset = msg.offset();
-        let Some(part) = self.parts.get_mut(&partition) else {
+        let Some(part) = self.partitions.get_mut(&partition) else {
             warn!(
                 partition,
                 offset, "message for a partition that is not assigned; ignored"
             );
             return;
         };
-        part.input_since_tick = true;
-        part.at_end = false;
-        part.next_offset = Some(offset + 1);
-        part.dirty = true;
-        let replaying = offset < part.replay_until;
+        let replaying = part.note(offset);
+        let state = &mut part.state;
+        state.input_since_tick = true;
+        state.at_end = false;
         let payload = msg.payload().unwrap_or_default();
-        let ts = msg.timestamp().to_millis();
-        match part
+        let timestamp = msg.timestamp().to_millis();
+        match state
             .core
-            .process_batch(payload, ts, offset, &mut self.enricher)
+            .process_batch(payload, timestamp, offset, &mut self.enricher)
         {
             Ok(stats) => {
                 if !replaying {
@@ -284,75 +241,76 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
     }
 
     fn at_end(&mut self, partition: i32) {
-        if let Some(part) = self.parts.get_mut(&partition) {
-            part.at_end = true;
+        if let Some(part) = self.partitions.get_mut(&partition) {
+            part.state.at_end = true;
         }
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>) {
-        let idle = self.wiring.idle_timeout_ms.max(1) as u128;
-        for p in self.parts.values_mut().filter(|p| p.input_since_tick) {
-            p.input_since_tick = false;
-            p.last_input = now;
-            p.last_idle_advance = now;
+        let idle_timeout = self.wiring.idle_timeout_ms.max(1) as u128;
+        for part in self.partitions.values_mut() {
+            let state = &mut part.state;
+            if state.input_since_tick {
+                state.input_since_tick = false;
+                state.last_input = now;
+                state.last_idle_advance = now;
+            }
         }
-        let is_idle = |p: &Part| p.at_end && now.duration_since(p.last_input).as_millis() >= idle;
-        let frontier = self.parts.values().filter_map(|p| p.core.head()).max();
-        let all_idle = self.parts.values().all(is_idle);
+        let is_idle = |p: &IngestPartition| {
+            p.at_end && now.duration_since(p.last_input).as_millis() >= idle_timeout
+        };
+        let frontier = self
+            .partitions
+            .values()
+            .filter_map(|p| p.state.core.head())
+            .max();
+        let all_idle = self.partitions.values().all(|p| is_idle(&p.state));
         let mut advanced = Vec::new();
-        for (&partition, part) in &mut self.parts {
-            let replaying = part.next_offset.is_some_and(|o| o < part.replay_until);
-            if replaying || !is_idle(part) {
+        for (&partition, part) in &mut self.partitions {
+            if part.is_replaying() || !is_idle(&part.state) {
                 continue;
             }
-            let elapsed = now.duration_since(part.last_idle_advance).as_millis() as i64;
-            let own = part.core.head();
-            let target = match (own, frontier) {
-                (Some(h), Some(f)) if f > h => Some(f),
-                (Some(h), _) if all_idle && elapsed > 0 => Some(h.saturating_add(elapsed)),
+            let at_offset = part.next_offset().unwrap_or(0);
+            let state = &mut part.state;
+            let elapsed = now.duration_since(state.last_idle_advance).as_millis() as i64;
+            let target = match (state.core.head(), frontier) {
+                (Some(head), Some(f)) if f > head => Some(f),
+                (Some(head), _) if all_idle && elapsed > 0 => Some(head.saturating_add(elapsed)),
                 (None, Some(f)) => Some(f),
                 _ => None,
             };
-            if let Some(t) = target {
-                let at = part.next_offset.unwrap_or(0);
-                part.core.advance_idle(t, at);
-                part.last_idle_advance = now;
-                part.dirty = true;
+            if let Some(target) = target {
+                state.core.advance_idle(target, at_offset);
+                state.last_idle_advance = now;
+                part.mark_dirty();
                 advanced.push(partition);
             }
         }
-        for p in advanced {
-            self.drain_closed(p, out);
+        for partition in advanced {
+            self.drain_closed(partition, out);
         }
         self.metrics.flush_counts();
         let replaying = self
-            .parts
+            .partitions
             .values()
-            .filter(|p| p.next_offset.is_some_and(|o| o < p.replay_until))
+            .filter(|p| p.is_replaying())
             .count();
-        self.metrics.flush(
-            &self.parts.values().map(|p| &p.core).collect::<Vec<_>>(),
-            replaying,
-        );
+        self.metrics
+            .flush(self.partitions.values().map(|p| &p.state.core), replaying);
     }
 
-    fn checkpoint(&mut self) -> Vec<(i32, i64, String)> {
-        let mut v = Vec::new();
-        for (&partition, part) in &mut self.parts {
-            let Some(next) = part.next_offset else {
-                continue;
-            };
-            if !part.dirty || next < part.replay_until {
-                continue;
+    fn checkpoint(&mut self) -> Result<Vec<PartitionCheckpoint>, CheckpointError> {
+        let mut checkpoints = Vec::new();
+        for (&partition, part) in &mut self.partitions {
+            if let Some(c) = part.take_checkpoint(partition, |s| s.core.resume_point())? {
+                checkpoints.push(c);
             }
-            part.dirty = false;
-            v.push((partition, next, part.core.resume_point().to_metadata()));
         }
-        v
+        Ok(checkpoints)
     }
 
     fn reset(&mut self) {
-        self.parts.clear();
+        self.partitions.clear();
         for b in &mut self.batches {
             *b = PartialBatch::default();
         }

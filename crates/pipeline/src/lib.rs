@@ -1,17 +1,39 @@
 //! rampart-pipeline: the ingest and merge stages wired to Kafka.
 //!
-//! Owns: configuration (`config`), the stage loop with checkpoints and
-//! rebalances (`stage`), the two stage handlers (`ingest`, `merge`), metrics
-//! handles (`metrics`) and `run`, which starts the stages a role asks for.
+//! Owns, from the bottom layer up:
+//! - leaves: `config` (TOML + `RAMPART_*` env), `records` (the records the
+//!   stages write: [`records::OutRecord`], dead letters, rollup keys,
+//!   dimension names), `checkpoint` (per-partition replay state, the commit
+//!   metadata codec and its byte budget, the policy for unreadable metadata),
+//!   `observer` (the typed events a stage reports), `health` (readiness);
+//! - `stage`: the runtime (consume → `Handler::process` → produce →
+//!   checkpoint, rebalances, aborts), which knows the `Handler` trait and the
+//!   `StageObserver` trait and nothing above them;
+//! - the handlers `ingest` and `merge`, which implement `Handler` on top of
+//!   the runtime and report their own figures to `telemetry`;
+//! - [`telemetry`]: every metric name, label and the recorder; implements
+//!   `StageObserver`, knows neither the runtime nor the handlers;
+//! - [`http`]: `/metrics`, `/health`, `/ready`;
+//! - [`run`] (this file): wires stages, handlers and telemetry together.
+//!
+//! Dependencies run one way (invariant): `stage` imports no handler and no
+//! telemetry module; `telemetry` imports neither `stage` nor a handler.
 //! Must not know about: the CLI, terminals, load generation. The per-event
 //! logic lives in `rampart-core`; this crate only moves bytes and state.
 
+mod checkpoint;
 pub mod config;
+mod health;
 pub mod http;
-pub mod ingest;
-pub mod merge;
-pub mod metrics;
-pub mod stage;
+mod ingest;
+mod merge;
+mod observer;
+pub mod records;
+mod stage;
+pub mod telemetry;
+
+pub use checkpoint::CheckpointError;
+pub use stage::{StageCounters, StageError};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -26,7 +48,8 @@ use tracing::info;
 use crate::config::{Guarantee, Settings};
 use crate::ingest::{IngestHandler, IngestWiring};
 use crate::merge::{MergeHandler, MergeWiring};
-use crate::stage::{Stage, StageCounters, StageSettings};
+use crate::stage::{Stage, StageSettings};
+use crate::telemetry::{IngestMetrics, MergeMetrics, StageTelemetry};
 
 /// Which stages this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,7 +100,7 @@ fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, Run
         .client
         .contains_key("statistics.interval.ms")
     {
-        // Consumer lag per partition for metrics and /ready (metrics::consumer_stats).
+        // Consumer lag per partition for metrics and /ready (StageEvent::ConsumerStatistics).
         c.set("statistics.interval.ms", "1000");
     }
     Ok(c)
@@ -193,7 +216,6 @@ pub fn run(
             cfg.enrich.sectors.as_deref(),
         )?;
         let wiring = IngestWiring {
-            input_topic: cfg.topics.input.clone(),
             partials_topic: cfg.topics.partials.as_str().into(),
             dlq_topic: cfg.topics.dlq.as_str().into(),
             input_partitions: partition_count(&admin, &cfg.topics.input)?,
@@ -206,17 +228,19 @@ pub fn run(
                 .min(wiring.input_partitions.max(1) as usize),
             n => n,
         };
-        info!(?wiring, threads = n, "starting ingest stage");
-        // Every thread is its own group member; they share one set of counters.
+        info!(input_topic = %cfg.topics.input, ?wiring, threads = n, "starting ingest stage");
+        // Every thread is its own group member; they share one set of
+        // counters and one telemetry.
         let shared = Arc::new(StageCounters::default());
+        let telemetry = Arc::new(StageTelemetry::new("ingest", &cfg.topics.input));
         for i in 0..n {
             let handler = IngestHandler::new(
                 settings.ingest.clone(),
                 wiring.clone(),
                 enricher.clone(),
-                metrics::IngestMetrics::new(),
+                IngestMetrics::new(),
             );
-            let stage = Stage::with_counters(
+            let stage = Stage::new(
                 StageSettings {
                     name: "ingest",
                     input_topic: cfg.topics.input.clone(),
@@ -227,6 +251,7 @@ pub fn run(
                 },
                 handler,
                 shared.clone(),
+                telemetry.clone(),
             )?;
             let flag = shutdown.clone();
             threads.push(
@@ -235,8 +260,7 @@ pub fn run(
                     .spawn(move || stage.run(&flag)),
             );
         }
-        counters.ingest = Some(shared.clone());
-        metrics::attach_stage("ingest", &cfg.topics.input, shared);
+        counters.ingest = Some(shared);
     }
     if matches!(role, Role::Both | Role::Merge) {
         let wiring = MergeWiring {
@@ -244,7 +268,9 @@ pub fn run(
             dlq_topic: cfg.topics.dlq.as_str().into(),
             window_size_ms: settings.ingest.window.size_ms,
         };
-        let handler = MergeHandler::new(wiring, metrics::MergeMetrics::new());
+        let telemetry = Arc::new(StageTelemetry::new("merge", &cfg.topics.partials));
+        let handler = MergeHandler::new(wiring, MergeMetrics::new());
+        let merge_counters = Arc::new(StageCounters::default());
         let stage = Stage::new(
             StageSettings {
                 name: "merge",
@@ -255,9 +281,10 @@ pub fn run(
                 checkpoint_interval: interval,
             },
             handler,
+            merge_counters.clone(),
+            telemetry,
         )?;
-        counters.merge = Some(stage.counters());
-        metrics::attach_stage("merge", &cfg.topics.partials, stage.counters());
+        counters.merge = Some(merge_counters);
         let flag = shutdown.clone();
         threads.push(
             std::thread::Builder::new()

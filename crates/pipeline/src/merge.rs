@@ -9,126 +9,70 @@ use std::time::Instant;
 
 use prost::Message as _;
 use rampart_core::merge::{MergeResumePoint, Merger};
+use rampart_core::proto::v1::Rollup;
 use rampart_core::proto::v1::internal::PartialBatch;
-use rampart_core::proto::v1::{Dimension, Rollup};
 use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
-use tracing::warn;
 
-use crate::ingest::dead_letter;
-use crate::metrics::MergeMetrics;
-use crate::stage::{Handler, OutRecord, Start};
+use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying};
+use crate::records::{OutRecord, dead_letter, rollup_key};
+use crate::stage::{Handler, Start};
+use crate::telemetry::MergeMetrics;
 
-struct Part {
-    merger: Merger,
-    replay_until: i64,
-    next_offset: Option<i64>,
-    dirty: bool,
-}
-
+/// Static wiring of the merge stage.
 #[derive(Clone, Debug)]
-pub struct MergeWiring {
-    pub rollups_topic: Arc<str>,
-    pub dlq_topic: Arc<str>,
-    pub window_size_ms: i64,
+pub(crate) struct MergeWiring {
+    pub(crate) rollups_topic: Arc<str>,
+    pub(crate) dlq_topic: Arc<str>,
+    pub(crate) window_size_ms: i64,
 }
 
-pub struct MergeHandler {
+pub(crate) struct MergeHandler {
     wiring: MergeWiring,
-    parts: FxHashMap<i32, Part>,
+    partitions: FxHashMap<i32, Replaying<Merger>>,
     rollups: Vec<Rollup>,
     metrics: MergeMetrics,
 }
 
 impl MergeHandler {
-    pub fn new(wiring: MergeWiring, metrics: MergeMetrics) -> Self {
+    pub(crate) fn new(wiring: MergeWiring, metrics: MergeMetrics) -> Self {
         MergeHandler {
             wiring,
-            parts: FxHashMap::default(),
+            partitions: FxHashMap::default(),
             rollups: Vec::new(),
             metrics,
         }
     }
 }
 
-/// The Kafka key of a rollup: `dimension/key/window_start_ms`, with the
-/// dimension in lower snake case (`origin_country`, `target_sector`, ...).
-pub fn rollup_key(r: &Rollup) -> String {
-    format!(
-        "{}/{}/{}",
-        dimension_name(r.dimension),
-        r.key,
-        r.window_start_ms
-    )
-}
-
-pub fn dimension_name(d: i32) -> &'static str {
-    match Dimension::try_from(d) {
-        Ok(Dimension::OriginCountry) => "origin_country",
-        Ok(Dimension::OriginAsn) => "origin_asn",
-        Ok(Dimension::OriginPrefix) => "origin_prefix",
-        Ok(Dimension::TargetSector) => "target_sector",
-        Ok(Dimension::CountrySector) => "country_sector",
-        _ => "unspecified",
-    }
-}
-
 impl Handler for MergeHandler {
-    fn assign(&mut self, partition: i32, committed: Option<(i64, &str)>) -> Start {
-        let (merger, replay_until, fetch_from) = match committed {
-            Some((offset, meta)) if !meta.is_empty() => match MergeResumePoint::from_metadata(meta)
-            {
-                Ok(rp) => {
-                    let from = rp.replay_from_offset;
-                    (
-                        Merger::resume(self.wiring.window_size_ms, &rp),
-                        offset,
-                        Some(from),
-                    )
-                }
-                Err(e) => {
-                    warn!(partition, error = %e, "unreadable merge checkpoint metadata; starting from the committed offset");
-                    (
-                        Merger::new(self.wiring.window_size_ms),
-                        offset,
-                        Some(offset),
-                    )
-                }
-            },
-            Some((offset, _)) => (
-                Merger::new(self.wiring.window_size_ms),
-                offset,
-                Some(offset),
-            ),
-            None => (Merger::new(self.wiring.window_size_ms), 0, None),
-        };
-        self.parts.insert(
-            partition,
-            Part {
-                merger,
-                replay_until,
-                next_offset: fetch_from,
-                dirty: false,
-            },
-        );
-        self.metrics.set_partitions(self.parts.len());
-        Start { fetch_from }
+    fn assign(
+        &mut self,
+        partition: i32,
+        committed: Option<(i64, &str)>,
+    ) -> Result<Start, CheckpointError> {
+        let restored = checkpoint::restore::<MergeResumePoint>(partition, committed)?;
+        let window_size_ms = self.wiring.window_size_ms;
+        let part = Replaying::new(restored, |resume| match resume {
+            Some(resume) => Merger::resume(window_size_ms, resume),
+            None => Merger::new(window_size_ms),
+        });
+        let fetch_from = part.next_offset();
+        self.partitions.insert(partition, part);
+        Ok(Start { fetch_from })
     }
 
     fn revoke(&mut self, partition: i32) {
-        self.parts.remove(&partition);
-        self.metrics.set_partitions(self.parts.len());
+        self.partitions.remove(&partition);
     }
 
     fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>) {
         let partition = msg.partition();
         let offset = msg.offset();
-        let Some(part) = self.parts.get_mut(&partition) else {
+        let Some(part) = self.partitions.get_mut(&partition) else {
             return;
         };
-        part.next_offset = Some(offset + 1);
-        part.dirty = true;
-        let replaying = offset < part.replay_until;
+        let replaying = part.note(offset);
         if !replaying {
             self.metrics.received(msg.payload_len());
         }
@@ -147,7 +91,7 @@ impl Handler for MergeHandler {
                 return;
             }
         };
-        if let Err(e) = part.merger.apply(&batch, offset) {
+        if let Err(e) = part.state.apply(&batch, offset) {
             if !replaying {
                 self.metrics.malformed();
                 out.push(dead_letter(
@@ -160,7 +104,7 @@ impl Handler for MergeHandler {
             return;
         }
         self.rollups.clear();
-        part.merger.take_final(&mut self.rollups);
+        part.state.take_final(&mut self.rollups);
         if self.rollups.is_empty() {
             return;
         }
@@ -188,34 +132,29 @@ impl Handler for MergeHandler {
 
     fn tick(&mut self, _now: Instant, _out: &mut Vec<OutRecord>) {
         let replaying = self
-            .parts
+            .partitions
             .values()
-            .filter(|p| p.next_offset.is_some_and(|o| o < p.replay_until))
+            .filter(|p| p.is_replaying())
             .count();
         let final_before = self
-            .parts
+            .partitions
             .values()
-            .filter_map(|p| p.merger.final_before())
+            .filter_map(|p| p.state.final_before())
             .min();
         self.metrics.flush(replaying, final_before);
     }
 
-    fn checkpoint(&mut self) -> Vec<(i32, i64, String)> {
-        let mut v = Vec::new();
-        for (&partition, part) in &mut self.parts {
-            let Some(next) = part.next_offset else {
-                continue;
-            };
-            if !part.dirty || next < part.replay_until {
-                continue;
+    fn checkpoint(&mut self) -> Result<Vec<PartitionCheckpoint>, CheckpointError> {
+        let mut checkpoints = Vec::new();
+        for (&partition, part) in &mut self.partitions {
+            if let Some(c) = part.take_checkpoint(partition, Merger::resume_point)? {
+                checkpoints.push(c);
             }
-            part.dirty = false;
-            v.push((partition, next, part.merger.resume_point().to_metadata()));
         }
-        v
+        Ok(checkpoints)
     }
 
     fn reset(&mut self) {
-        self.parts.clear();
+        self.partitions.clear();
     }
 }

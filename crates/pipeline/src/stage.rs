@@ -32,6 +32,11 @@
 //! owner resumes exactly where this one stopped; on assign it reads the
 //! committed offsets and metadata, lets the handler build its state and starts
 //! fetching from the handler's replay offset.
+//!
+//! Layering: this module knows the [`Handler`] trait and the
+//! [`StageObserver`] it reports [`StageEvent`]s to, never a handler or a
+//! metric (the handlers import this module; `telemetry` implements the
+//! observer).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -41,37 +46,34 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList, TopicPartitionListElem};
 use rdkafka::types::RDKafkaRespErr;
 use tracing::{debug, info, warn};
 
+use crate::checkpoint::{CheckpointError, PartitionCheckpoint};
 use crate::config::Guarantee;
-
-/// A record a handler wants published.
-#[derive(Clone, Debug)]
-pub struct OutRecord {
-    pub topic: Arc<str>,
-    /// Explicit partition, or `None` to let the key decide (murmur2, as Java does).
-    pub partition: Option<i32>,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Option<OwnedHeaders>,
-}
+use crate::observer::{StageEvent, StageObserver};
+use crate::records::OutRecord;
 
 /// Where a newly assigned partition starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Start {
+pub(crate) struct Start {
     /// First offset to fetch (`None`: the beginning of the partition).
     pub fetch_from: Option<i64>,
 }
 
 /// What a stage does with its partitions. All calls happen on the stage thread.
-pub trait Handler: Send + 'static {
+pub(crate) trait Handler: Send + 'static {
     /// `partition` was assigned; `committed` is its committed offset and
-    /// metadata, if any. Builds the partition's state and says where to fetch.
-    fn assign(&mut self, partition: i32, committed: Option<(i64, &str)>) -> Start;
+    /// metadata, if any. Builds the partition's state and says where to
+    /// fetch; an error stops the stage.
+    fn assign(
+        &mut self,
+        partition: i32,
+        committed: Option<(i64, &str)>,
+    ) -> Result<Start, CheckpointError>;
     /// `partition` is no longer ours (after a checkpoint, or after an abort).
     fn revoke(&mut self, partition: i32);
     /// One input message.
@@ -81,9 +83,9 @@ pub trait Handler: Send + 'static {
     fn at_end(&mut self, _partition: i32) {}
     /// Called about every 100 ms of processing time (idle watermark advance).
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>);
-    /// `(partition, next offset, metadata)` to commit for every partition that
-    /// has something new to commit.
-    fn checkpoint(&mut self) -> Vec<(i32, i64, String)>;
+    /// What to commit for every partition that has something new to commit;
+    /// an error (metadata over Kafka's budget) stops the stage.
+    fn checkpoint(&mut self) -> Result<Vec<PartitionCheckpoint>, CheckpointError>;
     /// Everything since the last checkpoint was discarded (abort): forget the
     /// state of every partition; `assign` follows for each one still owned.
     fn reset(&mut self);
@@ -91,7 +93,7 @@ pub trait Handler: Send + 'static {
 
 /// Static settings of one stage.
 #[derive(Clone, Debug)]
-pub struct StageSettings {
+pub(crate) struct StageSettings {
     /// "ingest" or "merge", for logs and transactional ids.
     pub name: &'static str,
     pub input_topic: String,
@@ -101,15 +103,15 @@ pub struct StageSettings {
     pub checkpoint_interval: Duration,
 }
 
-/// Counters a stage keeps about itself; readable from any thread.
+/// Progress a stage keeps about itself, readable from any thread (progress
+/// displays, tests). Everything else it reports as [`StageEvent`]s.
 #[derive(Debug, Default)]
 pub struct StageCounters {
+    /// Input messages handed to the handler.
     pub messages: AtomicU64,
+    /// Records handed to the producer.
     pub produced: AtomicU64,
-    pub commits: AtomicU64,
-    pub aborts: AtomicU64,
-    pub rebalances: AtomicU64,
-    pub delivery_failures: AtomicU64,
+    /// Input partitions assigned now.
     pub assigned: AtomicU64,
 }
 
@@ -120,10 +122,12 @@ pub enum StageError {
     Setup(#[source] KafkaError),
     #[error("fatal kafka error (this instance may have been fenced by a newer one): {0}")]
     Fatal(#[source] KafkaError),
+    #[error("{0}")]
+    Checkpoint(#[from] CheckpointError),
 }
 
 struct DeliveryCtx {
-    counters: Arc<StageCounters>,
+    observer: Arc<dyn StageObserver>,
     failed_since_checkpoint: AtomicU64,
 }
 
@@ -134,29 +138,30 @@ impl ProducerContext for DeliveryCtx {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
             warn!(error = %e, "delivery failed");
-            self.counters
-                .delivery_failures
-                .fetch_add(1, Ordering::Relaxed);
+            self.observer.observe(StageEvent::DeliveryFailed);
             self.failed_since_checkpoint.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-type Producer_ = ThreadedProducer<DeliveryCtx>;
+type StageProducer = ThreadedProducer<DeliveryCtx>;
 
 struct Inner<H: Handler> {
     handler: H,
-    producer: Producer_,
+    producer: StageProducer,
     settings: StageSettings,
     counters: Arc<StageCounters>,
+    observer: Arc<dyn StageObserver>,
     dirty: bool,
     /// Set when a checkpoint failed in a rebalance callback; the loop rewinds.
     needs_rewind: bool,
-    fatal: Option<KafkaError>,
+    /// Set when the stage must stop; the loop returns it.
+    fatal: Option<StageError>,
 }
 
 struct StageCtx<H: Handler> {
     inner: Arc<Mutex<Inner<H>>>,
+    observer: Arc<dyn StageObserver>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -165,7 +170,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<H: Handler> ClientContext for StageCtx<H> {
     fn stats(&self, statistics: rdkafka::Statistics) {
-        crate::metrics::consumer_stats(&statistics);
+        // Not through `inner`: statistics must not wait for the stage's lock.
+        self.observer
+            .observe(StageEvent::ConsumerStatistics(&statistics));
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -186,7 +193,7 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
         tpl: &mut TopicPartitionList,
     ) {
         let mut inner = lock(&self.inner);
-        inner.counters.rebalances.fetch_add(1, Ordering::Relaxed);
+        inner.observer.observe(StageEvent::Rebalance);
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             rdkafka::consumer::RebalanceProtocol::Cooperative
@@ -206,24 +213,19 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                 };
                 let topic = inner.settings.input_topic.clone();
                 for p in parts {
-                    let c = committed
-                        .find_partition(&topic, p)
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some((o, e.metadata().to_string())),
-                            _ => None,
-                        });
-                    let start = inner
-                        .handler
-                        .assign(p, c.as_ref().map(|(o, m)| (*o, m.as_str())));
-                    let off = start.fetch_from.map_or(Offset::Beginning, Offset::Offset);
-                    if let Err(e) = tpl.set_partition_offset(&topic, p, off) {
+                    let entry = committed.find_partition(&topic, p);
+                    let Some(start) = inner.start_partition(p, entry.as_ref()) else {
+                        continue;
+                    };
+                    if let Err(e) = tpl.set_partition_offset(&topic, p, start) {
                         warn!(error = %e, partition = p, "cannot set start offset");
                     }
                 }
+                let count = tpl.count() as u64;
+                inner.counters.assigned.fetch_add(count, Ordering::Relaxed);
                 inner
-                    .counters
-                    .assigned
-                    .fetch_add(tpl.count() as u64, Ordering::Relaxed);
+                    .observer
+                    .observe(StageEvent::PartitionsAssigned { count });
                 let res = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -245,10 +247,11 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                 for p in &parts {
                     inner.handler.revoke(*p);
                 }
+                let count = tpl.count() as u64;
+                inner.counters.assigned.fetch_sub(count, Ordering::Relaxed);
                 inner
-                    .counters
-                    .assigned
-                    .fetch_sub(tpl.count() as u64, Ordering::Relaxed);
+                    .observer
+                    .observe(StageEvent::PartitionsRevoked { count });
                 let res = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -305,17 +308,24 @@ impl<H: Handler> Inner<H> {
         if self.needs_rewind || self.fatal.is_some() {
             return;
         }
-        let offsets = self.handler.checkpoint();
+        let offsets = match self.handler.checkpoint() {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                warn!(stage = self.settings.name, error = %e, "cannot checkpoint; stopping");
+                self.fatal = Some(e.into());
+                return;
+            }
+        };
         if offsets.is_empty() && !self.dirty {
             return;
         }
         let mut tpl = TopicPartitionList::with_capacity(offsets.len());
-        for (p, next, meta) in &offsets {
-            let mut e = tpl.add_partition(&self.settings.input_topic, *p);
-            if let Err(err) = e.set_offset(Offset::Offset(*next)) {
+        for checkpoint in &offsets {
+            let mut e = tpl.add_partition(&self.settings.input_topic, checkpoint.partition);
+            if let Err(err) = e.set_offset(Offset::Offset(checkpoint.next_offset)) {
                 warn!(error = %err, "bad offset");
             }
-            e.set_metadata(meta.as_str());
+            e.set_metadata(checkpoint.metadata.as_str());
         }
         let timeout = Duration::from_secs(60);
         let res = match self.settings.guarantee {
@@ -325,7 +335,7 @@ impl<H: Handler> Inner<H> {
         match res {
             Ok(()) => {
                 self.dirty = false;
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.observer.observe(StageEvent::CheckpointCommitted);
                 debug!(
                     stage = self.settings.name,
                     partitions = offsets.len(),
@@ -333,7 +343,7 @@ impl<H: Handler> Inner<H> {
                 );
             }
             Err(e) => {
-                self.counters.aborts.fetch_add(1, Ordering::Relaxed);
+                self.observer.observe(StageEvent::CheckpointAborted);
                 // Only an error librdkafka says requires an abort is handled in
                 // place. Fatal errors (fenced) and retriable ones (a timed-out
                 // commit: its outcome is unknown, the broker may have committed
@@ -342,7 +352,7 @@ impl<H: Handler> Inner<H> {
                 let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal() || !t.txn_requires_abort());
                 if fatal {
                     warn!(stage = self.settings.name, error = %e, "fatal checkpoint error (fenced, or commit outcome unknown); exiting for a restart");
-                    self.fatal = Some(e);
+                    self.fatal = Some(StageError::Fatal(e));
                     return;
                 }
                 warn!(stage = self.settings.name, error = %e, "checkpoint failed; aborting and rewinding");
@@ -389,6 +399,28 @@ impl<H: Handler> Inner<H> {
         Ok(())
     }
 
+    /// Lets the handler build `partition`'s state from its committed entry and
+    /// returns where to fetch from; `None` when the handler refuses (the stage
+    /// then stops with the handler's error).
+    fn start_partition(
+        &mut self,
+        partition: i32,
+        committed: Option<&TopicPartitionListElem<'_>>,
+    ) -> Option<Offset> {
+        let committed = committed.and_then(|e| match e.offset() {
+            Offset::Offset(offset) => Some((offset, e.metadata())),
+            _ => None,
+        });
+        match self.handler.assign(partition, committed) {
+            Ok(start) => Some(start.fetch_from.map_or(Offset::Beginning, Offset::Offset)),
+            Err(e) => {
+                warn!(stage = self.settings.name, partition, error = %e, "cannot start partition; stopping");
+                self.fatal.get_or_insert(e.into());
+                None
+            }
+        }
+    }
+
     /// After an abort: rebuild every owned partition from its committed state.
     fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         if self.settings.guarantee == Guarantee::ExactlyOnce {
@@ -399,7 +431,7 @@ impl<H: Handler> Inner<H> {
                 .and_then(|()| self.producer.begin_transaction())
             {
                 warn!(error = %e, "abort failed");
-                self.fatal = Some(e);
+                self.fatal = Some(StageError::Fatal(e));
                 return;
             }
         }
@@ -421,15 +453,10 @@ impl<H: Handler> Inner<H> {
             };
         let topic = self.settings.input_topic.clone();
         for e in committed.elements_for_topic(&topic) {
-            let c = match e.offset() {
-                Offset::Offset(o) => Some((o, e.metadata().to_string())),
-                _ => None,
+            let Some(start) = self.start_partition(e.partition(), Some(&e)) else {
+                return;
             };
-            let start = self
-                .handler
-                .assign(e.partition(), c.as_ref().map(|(o, m)| (*o, m.as_str())));
-            let off = start.fetch_from.map_or(Offset::Beginning, Offset::Offset);
-            if let Err(err) = consumer.seek(&topic, e.partition(), off, Duration::from_secs(10)) {
+            if let Err(err) = consumer.seek(&topic, e.partition(), start, Duration::from_secs(10)) {
                 warn!(error = %err, partition = e.partition(), "seek failed");
             }
         }
@@ -443,29 +470,27 @@ impl<H: Handler> Inner<H> {
 }
 
 /// A running stage: poll it from one thread with [`Stage::run`].
-pub struct Stage<H: Handler> {
+pub(crate) struct Stage<H: Handler> {
     consumer: BaseConsumer<StageCtx<H>>,
     inner: Arc<Mutex<Inner<H>>>,
     counters: Arc<StageCounters>,
 }
 
 impl<H: Handler> Stage<H> {
-    pub fn new(settings: StageSettings, handler: H) -> Result<Self, StageError> {
-        Self::with_counters(settings, handler, Arc::new(StageCounters::default()))
-    }
-
-    /// Like [`Stage::new`], adding to `counters`, which several stages (the
-    /// threads of one role) may share: the counters then hold their sums.
-    pub fn with_counters(
+    /// Builds a stage that adds to `counters` (several stages, the threads of
+    /// one role, may share them: they then hold their sums) and reports its
+    /// events to `observer`.
+    pub(crate) fn new(
         settings: StageSettings,
         handler: H,
         counters: Arc<StageCounters>,
+        observer: Arc<dyn StageObserver>,
     ) -> Result<Self, StageError> {
         let ctx = DeliveryCtx {
-            counters: counters.clone(),
+            observer: observer.clone(),
             failed_since_checkpoint: AtomicU64::new(0),
         };
-        let producer: Producer_ = settings
+        let producer: StageProducer = settings
             .producer
             .create_with_context(ctx)
             .map_err(StageError::Setup)?;
@@ -480,6 +505,7 @@ impl<H: Handler> Stage<H> {
             producer,
             settings: settings.clone(),
             counters: counters.clone(),
+            observer: observer.clone(),
             dirty: false,
             needs_rewind: false,
             fatal: None,
@@ -488,11 +514,13 @@ impl<H: Handler> Stage<H> {
             .consumer
             .create_with_context(StageCtx {
                 inner: inner.clone(),
+                observer: observer.clone(),
             })
             .map_err(StageError::Setup)?;
         consumer
             .subscribe(&[settings.input_topic.as_str()])
             .map_err(StageError::Setup)?;
+        observer.observe(StageEvent::Started);
         Ok(Stage {
             consumer,
             inner,
@@ -500,12 +528,8 @@ impl<H: Handler> Stage<H> {
         })
     }
 
-    pub fn counters(&self) -> Arc<StageCounters> {
-        self.counters.clone()
-    }
-
     /// Runs until `shutdown` is set; then checkpoints, leaves the group and returns.
-    pub fn run(self, shutdown: &AtomicBool) -> Result<(), StageError> {
+    pub(crate) fn run(self, shutdown: &AtomicBool) -> Result<(), StageError> {
         let name = lock(&self.inner).settings.name;
         let interval = lock(&self.inner).settings.checkpoint_interval;
         let mut next_checkpoint = Instant::now() + interval;
@@ -516,7 +540,7 @@ impl<H: Handler> Stage<H> {
             let polled = self.consumer.poll(Duration::from_millis(50));
             let mut inner = lock(&self.inner);
             if let Some(e) = inner.fatal.take() {
-                return Err(StageError::Fatal(e));
+                return Err(e);
             }
             match polled {
                 Some(Ok(msg)) => {
@@ -547,7 +571,7 @@ impl<H: Handler> Stage<H> {
             let mut inner = lock(&self.inner);
             inner.checkpoint(&self.consumer);
             if let Some(e) = inner.fatal.take() {
-                return Err(StageError::Fatal(e));
+                return Err(e);
             }
         }
         // Leaving the group revokes our partitions (the callback checkpoints again, a no-op now).

@@ -1,0 +1,205 @@
+//! Readiness: whether every started stage has partitions, has finished
+//! replaying and has caught up with its input (`/ready`, `rampart_ready`).
+//!
+//! Each stage has one shared [`StageStatus`] (found by name, so the several
+//! threads of one role add to the same one). `telemetry` fills it from the
+//! stages' events and the handlers' per-tick reports; [`readiness`] reads it.
+//! A leaf module: it imports nothing from this crate.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+/// A stage is "caught up" for `/ready` when its consumer lag (messages,
+/// summed over its partitions) is at most this.
+pub(crate) const READY_MAX_LAG_MESSAGES: i64 = 1_000;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What readiness knows about one stage.
+#[derive(Debug)]
+pub(crate) struct StageStatus {
+    name: &'static str,
+    started: AtomicBool,
+    assigned: AtomicU64,
+    /// One count per handler (one per stage thread): partitions replaying.
+    replaying: Mutex<Vec<Arc<AtomicU64>>>,
+    /// Consumer lag per assigned partition (`-1`: unknown yet), from the
+    /// latest statistics; `None` before the first.
+    lag: Mutex<Option<BTreeMap<i32, i64>>>,
+}
+
+impl StageStatus {
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Forgets what an earlier run of the stage left (a new run starts).
+    pub(crate) fn reset(&self) {
+        self.started.store(false, Ordering::Relaxed);
+        self.assigned.store(0, Ordering::Relaxed);
+        lock(&self.replaying).clear();
+        *lock(&self.lag) = None;
+    }
+
+    pub(crate) fn mark_started(&self) {
+        self.started.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn partitions_assigned(&self, count: u64) {
+        self.assigned.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub(crate) fn partitions_revoked(&self, count: u64) {
+        self.assigned.fetch_sub(count, Ordering::Relaxed);
+    }
+
+    /// Input partitions assigned to the stage (all its threads).
+    pub(crate) fn assigned(&self) -> u64 {
+        self.assigned.load(Ordering::Relaxed)
+    }
+
+    /// A new handler's count of replaying partitions, summed into [`Self::replaying`].
+    pub(crate) fn replaying_count(&self) -> Arc<AtomicU64> {
+        let count = Arc::new(AtomicU64::new(0));
+        lock(&self.replaying).push(count.clone());
+        count
+    }
+
+    /// Partitions replaying, over all the stage's handlers.
+    pub(crate) fn replaying(&self) -> u64 {
+        lock(&self.replaying)
+            .iter()
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Changes the lag map (created empty by the first statistics).
+    pub(crate) fn update_lag<T>(&self, update: impl FnOnce(&mut BTreeMap<i32, i64>) -> T) -> T {
+        let mut lag = lock(&self.lag);
+        update(lag.get_or_insert_with(BTreeMap::new))
+    }
+
+    /// Why the stage is not ready, if it is not.
+    fn not_ready_reason(&self) -> Option<String> {
+        let name = self.name;
+        if self.assigned() == 0 {
+            return Some(format!("{name}: no partitions assigned"));
+        }
+        let replaying = self.replaying();
+        if replaying > 0 {
+            return Some(format!("{name}: replaying {replaying} partitions"));
+        }
+        let lag = lock(&self.lag);
+        let Some(lag) = lag.as_ref() else {
+            return Some(format!("{name}: consumer lag not known yet"));
+        };
+        if lag.is_empty() || lag.values().any(|&l| l < 0) {
+            return Some(format!("{name}: consumer lag not known yet"));
+        }
+        let total: i64 = lag.values().sum();
+        (total > READY_MAX_LAG_MESSAGES).then(|| format!("{name}: consumer lag {total} messages"))
+    }
+}
+
+fn registry() -> &'static Mutex<Vec<Arc<StageStatus>>> {
+    static STAGES: OnceLock<Mutex<Vec<Arc<StageStatus>>>> = OnceLock::new();
+    STAGES.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// The status of stage `name`, created on first use.
+pub(crate) fn stage_status(name: &'static str) -> Arc<StageStatus> {
+    let mut all = lock(registry());
+    if let Some(status) = all.iter().find(|s| s.name == name) {
+        return status.clone();
+    }
+    let status = Arc::new(StageStatus {
+        name,
+        started: AtomicBool::new(false),
+        assigned: AtomicU64::new(0),
+        replaying: Mutex::new(Vec::new()),
+        lag: Mutex::new(None),
+    });
+    all.push(status.clone());
+    status
+}
+
+/// Every stage started in this process.
+pub(crate) fn started_stages() -> Vec<Arc<StageStatus>> {
+    lock(registry())
+        .iter()
+        .filter(|s| s.is_started())
+        .cloned()
+        .collect()
+}
+
+/// `Ok` when every started stage has partitions, is not replaying and its
+/// consumer lag is known and at most [`READY_MAX_LAG_MESSAGES`]; otherwise a
+/// short reason.
+pub(crate) fn readiness() -> Result<(), String> {
+    let started = started_stages();
+    if let Some(reason) = started.iter().find_map(|s| s.not_ready_reason()) {
+        return Err(reason);
+    }
+    if started.is_empty() {
+        return Err("no stage started yet".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stage_is_ready_only_assigned_replayed_and_caught_up() {
+        // A name no other test uses: the registry is process-wide.
+        let status = stage_status("health-test");
+        status.reset();
+        status.mark_started();
+        let reason = || status.not_ready_reason();
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: no partitions assigned")
+        );
+        status.partitions_assigned(2);
+        let replaying = status.replaying_count();
+        replaying.store(1, Ordering::Relaxed);
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: replaying 1 partitions")
+        );
+        replaying.store(0, Ordering::Relaxed);
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: consumer lag not known yet")
+        );
+        status.update_lag(|lag| {
+            lag.insert(0, 600);
+            lag.insert(1, -1);
+        });
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: consumer lag not known yet")
+        );
+        status.update_lag(|lag| lag.insert(1, 401));
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: consumer lag 1001 messages")
+        );
+        status.update_lag(|lag| lag.insert(1, 400));
+        assert_eq!(reason(), None, "1000 messages of lag is caught up");
+        status.partitions_revoked(2);
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: no partitions assigned")
+        );
+        status.reset();
+    }
+}

@@ -1,0 +1,96 @@
+//! The records the stages write and the names they are keyed by: the
+//! [`OutRecord`] a handler hands to the stage runtime, dead letters, the
+//! partials routing hash, rollup keys and dimension names.
+//!
+//! A leaf module: it imports nothing from this crate, so the runtime, the
+//! handlers, telemetry and the binary can all use it without a circle.
+
+use std::sync::Arc;
+
+use rampart_core::proto::v1::{Dimension, Rollup};
+use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+
+/// A record a handler wants published.
+#[derive(Clone, Debug)]
+pub struct OutRecord {
+    pub topic: Arc<str>,
+    /// Explicit partition, or `None` to let the key decide (murmur2, as Java does).
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// A dead letter: the original key, payload and headers, plus `rampart.*`
+/// headers saying why and where from.
+pub(crate) fn dead_letter(
+    topic: &Arc<str>,
+    msg: &BorrowedMessage<'_>,
+    reason: &str,
+    detail: &str,
+) -> OutRecord {
+    let rec = rampart_kafka::DlqRecord::new(msg, reason, detail);
+    OutRecord {
+        topic: topic.clone(),
+        partition: None,
+        key: rec.key,
+        payload: rec.payload.unwrap_or_default(),
+        headers: Some(rec.headers),
+    }
+}
+
+/// Stable hash routing a `dimension/key` to a partials partition.
+pub(crate) fn partials_hash(dimension: i32, key: &str) -> u64 {
+    let mut buf = Vec::with_capacity(key.len() + 4);
+    buf.extend_from_slice(&dimension.to_le_bytes());
+    buf.extend_from_slice(key.as_bytes());
+    xxhash_rust::xxh3::xxh3_64(&buf)
+}
+
+/// The Kafka key of a rollup: `dimension/key/window_start_ms`, with the
+/// dimension in lower snake case (`origin_country`, `target_sector`, ...).
+pub fn rollup_key(r: &Rollup) -> String {
+    format!(
+        "{}/{}/{}",
+        dimension_name(r.dimension),
+        r.key,
+        r.window_start_ms
+    )
+}
+
+/// Lower snake case name of a `Dimension` value (`unspecified` for unknown values).
+pub fn dimension_name(dimension: i32) -> &'static str {
+    match Dimension::try_from(dimension) {
+        Ok(Dimension::OriginCountry) => "origin_country",
+        Ok(Dimension::OriginAsn) => "origin_asn",
+        Ok(Dimension::OriginPrefix) => "origin_prefix",
+        Ok(Dimension::TargetSector) => "target_sector",
+        Ok(Dimension::CountrySector) => "country_sector",
+        _ => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollup_key_spells_dimension_key_and_window() {
+        let rollup = Rollup {
+            dimension: Dimension::CountrySector as i32,
+            key: "JP|cisa:energy".into(),
+            window_start_ms: 120_000,
+            ..Rollup::default()
+        };
+        assert_eq!(rollup_key(&rollup), "country_sector/JP|cisa:energy/120000");
+        assert_eq!(dimension_name(9999), "unspecified");
+    }
+
+    #[test]
+    fn partials_hash_separates_dimensions_of_one_key() {
+        // The layout is the dimension as 4 little-endian bytes, then the key.
+        let spelled_out = xxhash_rust::xxh3::xxh3_64(&[1, 0, 0, 0, b'J', b'P']);
+        assert_eq!(partials_hash(1, "JP"), spelled_out);
+        assert_ne!(partials_hash(1, "JP"), partials_hash(2, "JP"));
+    }
+}

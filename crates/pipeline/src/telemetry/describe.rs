@@ -1,0 +1,157 @@
+//! The name, unit and HELP text of every metric rampart exports, described
+//! once when the recorder is installed. The handles themselves are
+//! registered beside the events that move them (`stage`, `ingest`, `merge`,
+//! `domain`); every name here must match one registered there.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+use super::WINDOW_CLOSE_LATENCY;
+
+/// HELP texts of every metric rampart exports.
+pub(crate) fn describe_all() {
+    describe_counter!(
+        "rampart_received_events_total",
+        Unit::Count,
+        "Attack events received in valid input batches (before dedup), by stage."
+    );
+    describe_counter!(
+        "rampart_received_bytes_total",
+        Unit::Bytes,
+        "Payload bytes of input messages read, by stage."
+    );
+    describe_counter!(
+        "rampart_received_messages_total",
+        Unit::Count,
+        "Kafka messages read from the stage's input topic (replayed ones excluded), by stage."
+    );
+    describe_counter!(
+        "rampart_sent_events_total",
+        Unit::Count,
+        "Records handed to the producer: partials (ingest) or final rollups (merge)."
+    );
+    describe_counter!(
+        "rampart_sent_bytes_total",
+        Unit::Bytes,
+        "Payload bytes of the records the stage produced (DLQ excluded), by stage."
+    );
+    describe_counter!(
+        "rampart_unique_events_total",
+        Unit::Count,
+        "Events not seen before within the dedup horizon (aggregated once)."
+    );
+    describe_counter!(
+        "rampart_discarded_events_total",
+        Unit::Count,
+        "Events not aggregated, by reason: duplicate (dedup) or late (window already final; counted as late_events)."
+    );
+    describe_counter!(
+        "rampart_discarded_messages_total",
+        Unit::Count,
+        "Whole input messages rejected and dead-lettered, by stage and validation reason."
+    );
+    describe_counter!(
+        "rampart_errors_total",
+        Unit::Count,
+        "Errors by stage and error_type (invalid_input, malformed_partials, delivery_failed, checkpoint_aborted)."
+    );
+    describe_counter!(
+        "rampart_dlq_messages_total",
+        Unit::Count,
+        "Messages written to the dead-letter topic, by stage."
+    );
+    describe_gauge!(
+        "rampart_consumer_lag_messages",
+        Unit::Count,
+        "Messages between the stage's position and the partition's last stable offset (librdkafka statistics, 1 s)."
+    );
+    describe_gauge!(
+        "rampart_watermark_lag_seconds",
+        Unit::Seconds,
+        "Wall clock minus the stage's event-time watermark (ingest: lowest partition watermark; merge: start of the oldest non-final window)."
+    );
+    describe_histogram!(
+        WINDOW_CLOSE_LATENCY,
+        Unit::Seconds,
+        "Per window: from the moment it became closable (the Kafka timestamp of the partials message carrying the last input partition's window-close marker, written when that partition's watermark passed window end + allowed lateness) to its final rollups being handed to the producer (the transaction commit follows within processing.checkpoint_interval)."
+    );
+    describe_counter!(
+        "rampart_windows_closed_total",
+        Unit::Count,
+        "Windows made final by the merge stage."
+    );
+    describe_counter!(
+        "rampart_rollups_published_total",
+        Unit::Count,
+        "Final rollups produced to the rollup topic, by dimension."
+    );
+    describe_gauge!(
+        "rampart_dedup_entries",
+        Unit::Count,
+        "Fingerprints remembered by the ingest dedup tables."
+    );
+    describe_gauge!(
+        "rampart_dedup_table_bytes",
+        Unit::Bytes,
+        "Memory of the ingest dedup tables."
+    );
+    describe_gauge!(
+        "rampart_dedup_evicted_early_entries",
+        Unit::Count,
+        "Dedup entries evicted before their horizon because the memory budget was reached."
+    );
+    describe_gauge!(
+        "rampart_assigned_partitions",
+        Unit::Count,
+        "Input partitions assigned to the stage."
+    );
+    describe_gauge!(
+        "rampart_replaying_partitions",
+        Unit::Count,
+        "Assigned partitions still replaying input to rebuild state after a restart or rebalance."
+    );
+    describe_counter!(
+        "rampart_checkpoint_commits_total",
+        Unit::Count,
+        "Checkpoints committed (a Kafka transaction with exactly-once, an offset commit with at-least-once)."
+    );
+    describe_counter!(
+        "rampart_checkpoint_aborts_total",
+        Unit::Count,
+        "Checkpoints that failed and were aborted and rewound."
+    );
+    describe_counter!(
+        "rampart_rebalances_total",
+        Unit::Count,
+        "Consumer group rebalance callbacks (assign and revoke), by stage."
+    );
+    describe_gauge!(
+        "rampart_ready",
+        Unit::Count,
+        "1 when /ready answers 200 (every stage assigned, not replaying, consumer lag small), else 0."
+    );
+    describe_gauge!(
+        "rampart_process_resident_memory_bytes",
+        Unit::Bytes,
+        "Resident set size of the process (/proc/self/statm)."
+    );
+    describe_counter!(
+        "rampart_attack_sector_events_total",
+        Unit::Count,
+        "Unique attack events by target sector, from final TARGET_SECTOR rollups (advances when windows close)."
+    );
+    describe_counter!(
+        "rampart_attack_origin_events_total",
+        Unit::Count,
+        "Unique attack events by origin country (top 20 by volume, the rest `other`), from final ORIGIN_COUNTRY rollups (advances when windows close)."
+    );
+    describe_counter!(
+        "rampart_attack_sector_origin_events_total",
+        Unit::Count,
+        "Unique attack events by target sector and origin country (same country labels as rampart_attack_origin_events_total), from final COUNTRY_SECTOR rollups."
+    );
+    describe_counter!(
+        "rampart_attack_kind_events_total",
+        Unit::Count,
+        "Unique attack events by attack kind, from the top_kinds of final TARGET_SECTOR rollups (advances when windows close)."
+    );
+}

@@ -1,0 +1,147 @@
+//! The ingest handler's metrics: input counted per message and handed to
+//! the registry once per tick, rejections, partials sent, and the dedup and
+//! watermark gauges.
+
+use std::sync::Arc;
+
+use metrics::{Counter, counter};
+use rampart_core::ingest::{BatchStats, PartitionIngest};
+use rampart_core::validate::Rejection;
+
+use super::stage::{DedupFigures, HandlerGauges};
+
+/// Counts of valid messages since the last flush. Kept here so the
+/// per-message cost is a few additions, whatever the message size (one event
+/// per message included).
+#[derive(Clone, Copy, Debug, Default)]
+struct PendingCounts {
+    messages: u64,
+    bytes: u64,
+    events: u64,
+    unique: u64,
+    duplicates: u64,
+    late: u64,
+}
+
+/// Metrics of the ingest stage.
+pub struct IngestMetrics {
+    received_events: Counter,
+    received_bytes: Counter,
+    received_messages: Counter,
+    unique_events: Counter,
+    duplicate_events: Counter,
+    late_events: Counter,
+    partials: Counter,
+    sent_bytes: Counter,
+    discarded: Vec<(Rejection, Counter)>,
+    invalid_input: Counter,
+    dlq_messages: Counter,
+    gauges: Arc<HandlerGauges>,
+    pending: PendingCounts,
+}
+
+impl Default for IngestMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IngestMetrics {
+    /// Registers every handle of the ingest stage (once).
+    pub fn new() -> Self {
+        const S: &str = "ingest";
+        IngestMetrics {
+            received_events: counter!("rampart_received_events_total", "stage" => S),
+            received_bytes: counter!("rampart_received_bytes_total", "stage" => S),
+            received_messages: counter!("rampart_received_messages_total", "stage" => S),
+            unique_events: counter!("rampart_unique_events_total"),
+            duplicate_events: counter!("rampart_discarded_events_total", "stage" => S, "reason" => "duplicate"),
+            late_events: counter!("rampart_discarded_events_total", "stage" => S, "reason" => "late"),
+            partials: counter!("rampart_sent_events_total", "stage" => S, "output" => "partials"),
+            sent_bytes: counter!("rampart_sent_bytes_total", "stage" => S),
+            discarded: Rejection::ALL
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        counter!("rampart_discarded_messages_total", "stage" => S, "reason" => r.as_str()),
+                    )
+                })
+                .collect(),
+            invalid_input: counter!("rampart_errors_total", "stage" => S, "error_type" => "invalid_input"),
+            dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
+            gauges: HandlerGauges::register(S),
+            pending: PendingCounts::default(),
+        }
+    }
+
+    /// One valid input message (a batch of events): a few additions; the
+    /// counts reach the registry at the next `flush_counts` (every tick).
+    #[inline]
+    pub fn batch(&mut self, bytes: usize, stats: &BatchStats) {
+        let pending = &mut self.pending;
+        pending.messages += 1;
+        pending.bytes += bytes as u64;
+        pending.events += stats.events;
+        pending.unique += stats.unique;
+        pending.duplicates += stats.duplicates;
+        pending.late += stats.late;
+    }
+
+    /// Hands the counts kept since the last call to the registry.
+    pub(crate) fn flush_counts(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.messages == 0 {
+            return;
+        }
+        self.received_messages.increment(pending.messages);
+        self.received_bytes.increment(pending.bytes);
+        self.received_events.increment(pending.events);
+        self.unique_events.increment(pending.unique);
+        self.duplicate_events.increment(pending.duplicates);
+        self.late_events.increment(pending.late);
+    }
+
+    /// One input message rejected and dead-lettered.
+    pub(crate) fn rejected(&self, rejection: Rejection) {
+        self.received_messages.increment(1);
+        self.dlq_messages.increment(1);
+        self.invalid_input.increment(1);
+        if let Some((_, counter)) = self.discarded.iter().find(|(r, _)| *r == rejection) {
+            counter.increment(1);
+        }
+    }
+
+    /// `n` partials handed to the producer.
+    pub(crate) fn partials_emitted(&self, n: u64) {
+        self.partials.increment(n);
+    }
+
+    /// Output records produced, `payload_bytes` in all.
+    pub(crate) fn sent(&self, payload_bytes: usize) {
+        self.sent_bytes.increment(payload_bytes as u64);
+    }
+
+    /// Gauges that describe state, refreshed per tick: dedup tables, the
+    /// lowest watermark, and how many partitions are still replaying.
+    pub(crate) fn flush<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = &'a PartitionIngest>,
+        replaying: usize,
+    ) {
+        let mut dedup = DedupFigures::default();
+        let mut lowest_watermark: Option<i64> = None;
+        for partition in partitions {
+            let stats = partition.dedup_stats();
+            dedup.entries += stats.entries;
+            dedup.bytes += stats.bytes;
+            dedup.evicted_early += stats.evicted_early_entries;
+            if let Some(w) = partition.watermark() {
+                lowest_watermark = Some(lowest_watermark.map_or(w, |l| l.min(w)));
+            }
+        }
+        self.gauges.set_dedup(dedup);
+        self.gauges.set_watermark(lowest_watermark);
+        self.gauges.set_replaying(replaying);
+    }
+}
