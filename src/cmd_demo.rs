@@ -4,25 +4,22 @@
 //! into it at a steady rate, runs both stages in-process and shows a live view
 //! every second until `--duration` passes or Ctrl-C, then a summary.
 
-use std::collections::BTreeMap;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use prost::Message as _;
-use rampart_core::proto::v1::{Dimension, Rollup};
 use rampart_loadgen::{
     BurstConfig, GenConfig, Generator, Limit, RecordConfig, RecordStream, World, WorldConfig,
 };
 use rampart_pipeline::Role;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::cmd_loadgen::{self, KafkaSink, LiveCounters, Pacing, Sink};
-use crate::util;
+use crate::demo_view::{MetricValues, Windows, pct, read_rollups, view};
+use crate::live_view::{Key, LiveView};
+use crate::{logging, util};
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -47,30 +44,13 @@ pub struct DemoArgs {
     /// Seed of the traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Print each view below the previous one instead of redrawing it.
+    /// Print each frame as plain lines below the previous one instead of
+    /// redrawing the screen (the default when stdout is not a terminal).
     #[arg(long)]
     pub plain: bool,
     /// With --brokers: settings for its Kafka clients (security, ...).
     #[command(flatten)]
     pub client: util::ClientArgs,
-}
-
-/// What the rollup reader has seen, per window start.
-#[derive(Default)]
-struct Windows {
-    by_start: BTreeMap<i64, WindowView>,
-    rollups: u64,
-}
-
-#[derive(Default, Clone)]
-struct WindowView {
-    end: i64,
-    raw: u64,
-    unique: u64,
-    duplicates: u64,
-    late: u64,
-    countries: BTreeMap<String, u64>,
-    sectors: BTreeMap<String, u64>,
 }
 
 fn on_path(program: &str) -> bool {
@@ -144,7 +124,6 @@ fn start_broker(out: &mut impl std::io::Write) -> anyhow::Result<rampart_testkit
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
-    let redraw = !args.plain && out.is_terminal();
     writeln!(
         out,
         "rampart demo: synthetic attack traffic -> Kafka -> rampart (ingest + merge, in this process) -> rollups, for {} s (Ctrl-C ends it early)",
@@ -323,41 +302,46 @@ listen = ""
     )?;
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64, 0u64);
-    let mut drawn = 0usize;
+    let mut live_view = LiveView::start(args.plain)?;
+    let mut lines = Vec::new();
+    let mut next_frame = Instant::now() + Duration::from_secs(1);
     while started.elapsed() < args.duration && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_secs(1).saturating_sub(last.0.elapsed()));
-        let produced = live.events.load(Ordering::Relaxed);
-        let m = MetricValues::read(&handle.render());
-        let dt = last.0.elapsed().as_secs_f64().max(1e-3);
-        let rate_in = produced.saturating_sub(last.1) as f64 / dt;
-        let rate_out = m.received.saturating_sub(last.2) as f64 / dt;
-        last = (Instant::now(), produced, m.received);
-        let lines = view(
-            started.elapsed(),
-            args.duration,
-            &kafka_label,
-            &metrics_url,
-            (rate_in, produced, live.records.load(Ordering::Relaxed)),
-            (rate_out, &m),
-            &windows
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if redraw && drawn > 0 {
-            write!(out, "\x1b[{drawn}A\x1b[J")?;
+        // Keys (q, Esc, Ctrl-C: raw mode turns Ctrl-C into a key) only on the full screen.
+        let key = live_view.next_key(next_frame.saturating_duration_since(Instant::now()));
+        if key == Some(Key::Quit) {
+            break;
         }
-        for l in &lines {
-            writeln!(out, "{l}")?;
+        if Instant::now() >= next_frame {
+            next_frame = Instant::now() + Duration::from_secs(1);
+            let produced = live.events.load(Ordering::Relaxed);
+            let m = MetricValues::read(&handle.render());
+            let dt = last.0.elapsed().as_secs_f64().max(1e-3);
+            let rate_in = produced.saturating_sub(last.1) as f64 / dt;
+            let rate_out = m.received.saturating_sub(last.2) as f64 / dt;
+            last = (Instant::now(), produced, m.received);
+            lines = view(
+                started.elapsed(),
+                args.duration,
+                &kafka_label,
+                &metrics_url,
+                (rate_in, produced, live.records.load(Ordering::Relaxed)),
+                (rate_out, &m),
+                &windows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+        } else if !live_view.is_full_screen() {
+            continue;
         }
-        if !redraw {
-            writeln!(out)?;
+        // The whole frame, every time (a key or a resize redraws at once).
+        if !lines.is_empty() {
+            live_view.show(&lines)?;
         }
-        out.flush()?;
-        drawn = lines.len();
         if pipeline.is_finished() {
             break;
         }
     }
+    live_view.finish(&lines)?;
 
     // Wind down: stop the generator, let the pipeline drain for a moment, stop it.
     writeln!(
@@ -409,6 +393,9 @@ listen = ""
         out,
         "  These rates are the demo's chosen pace on one machine, not rampart's speed: see the README for throughput."
     )?;
+    if let Some(warmup) = logging::warmup_summary() {
+        writeln!(out, "  ({warmup})")?;
+    }
     drop(w);
     if let Err(e) = pipeline_result {
         bail!("the pipeline stopped with an error: {e}");
@@ -455,194 +442,4 @@ fn rand_id() -> u32 {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     t ^ std::process::id().rotate_left(16)
-}
-
-fn pct(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        0.0
-    } else {
-        a as f64 * 100.0 / b as f64
-    }
-}
-
-/// The counters the view shows, read from the Prometheus exposition.
-#[derive(Default, Debug)]
-struct MetricValues {
-    received: u64,
-    duplicates: u64,
-    late: u64,
-    dlq: u64,
-}
-
-impl MetricValues {
-    fn read(text: &str) -> MetricValues {
-        let sum = |name: &str, labels: &[&str]| -> u64 {
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .filter(|l| l.split(['{', ' ']).next() == Some(name))
-                .filter(|l| labels.iter().all(|x| l.contains(x)))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>() as u64
-        };
-        MetricValues {
-            received: sum("rampart_received_events_total", &["stage=\"ingest\""]),
-            duplicates: sum("rampart_discarded_events_total", &["reason=\"duplicate\""]),
-            late: sum("rampart_discarded_events_total", &["reason=\"late\""]),
-            dlq: sum("rampart_dlq_messages_total", &["stage=\"ingest\""]),
-        }
-    }
-}
-
-fn top(map: &BTreeMap<String, u64>, total: u64, n: usize, strip: &str) -> String {
-    let mut v: Vec<(&String, &u64)> = map.iter().collect();
-    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    v.iter()
-        .take(n)
-        .map(|(k, c)| {
-            format!(
-                "{} {:.1}%",
-                k.strip_prefix(strip).unwrap_or(k),
-                pct(**c, total)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("  ")
-}
-
-fn view(
-    elapsed: Duration,
-    duration: Duration,
-    kafka: &str,
-    metrics_url: &str,
-    (rate_in, produced, messages): (f64, u64, u64),
-    (rate_out, m): (f64, &MetricValues),
-    w: &Windows,
-) -> Vec<String> {
-    let mut lines = vec![
-        format!(
-            "rampart demo  {:>3} s / {} s   {kafka}   metrics {metrics_url}",
-            elapsed.as_secs(),
-            duration.as_secs()
-        ),
-        format!(
-            "  in   produced by loadgen  {:>10} events/s  {:>12} events  {:>9} messages",
-            util::rate(rate_in).trim_end_matches("/s").trim(),
-            util::thousands(produced),
-            util::thousands(messages)
-        ),
-        format!(
-            "  out  processed (ingest)   {:>10} events/s  {:>12} events  dedup {:.2} % duplicates  late {}  DLQ {} messages",
-            util::rate(rate_out).trim_end_matches("/s").trim(),
-            util::thousands(m.received),
-            pct(m.duplicates, m.received),
-            util::thousands(m.late),
-            util::thousands(m.dlq)
-        ),
-    ];
-    match w.by_start.iter().next_back() {
-        Some((start, v)) => {
-            lines.push(format!(
-                "  last closed window {}-{} UTC: {} events, {} unique, {} duplicates, {} late  ({} rollups so far)",
-                util::utc(*start).get(11..19).unwrap_or("?"),
-                util::utc(v.end).get(11..19).unwrap_or("?"),
-                util::thousands(v.raw + v.late),
-                util::thousands(v.unique),
-                util::thousands(v.duplicates),
-                util::thousands(v.late),
-                util::thousands(w.rollups)
-            ));
-            lines.push(format!(
-                "    top origin countries: {}",
-                top(&v.countries, v.raw, 6, "")
-            ));
-            lines.push(format!(
-                "    top target sectors:   {}",
-                top(&v.sectors, v.raw, 4, "cisa:")
-            ));
-        }
-        None => lines.push(
-            "  no window closed yet (a window is final a few seconds after it ends)".to_string(),
-        ),
-    }
-    lines
-}
-
-fn read_rollups(
-    brokers: &str,
-    client: &rampart_kafka::Overrides,
-    topic: &str,
-    windows: &Mutex<Windows>,
-    stop: &AtomicBool,
-) {
-    let mut config = ClientConfig::new();
-    for (key, value) in client {
-        config.set(key.as_str(), value.as_str());
-    }
-    let consumer: BaseConsumer = match config
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{topic}-view"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("demo: cannot read rollups: {e}");
-            return;
-        }
-    };
-    // The pipeline creates the topic when it starts.
-    let mut assigned = false;
-    while !stop.load(Ordering::Relaxed) {
-        if !assigned {
-            let parts = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(2))
-                .ok()
-                .and_then(|md| {
-                    md.topics()
-                        .iter()
-                        .find(|t| t.name() == topic && t.error().is_none())
-                        .map(|t| t.partitions().len())
-                })
-                .unwrap_or(0);
-            if parts == 0 {
-                std::thread::sleep(Duration::from_millis(500));
-                continue;
-            }
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..parts {
-                let _ = tpl.add_partition_offset(topic, p as i32, Offset::Beginning);
-            }
-            if consumer.assign(&tpl).is_err() {
-                std::thread::sleep(Duration::from_millis(500));
-                continue;
-            }
-            assigned = true;
-        }
-        let Some(Ok(msg)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let Ok(r) = Rollup::decode(rdkafka::Message::payload(&msg).unwrap_or_default()) else {
-            continue;
-        };
-        let mut w = windows
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        w.rollups += 1;
-        let v = w.by_start.entry(r.window_start_ms).or_default();
-        v.end = r.window_end_ms;
-        match Dimension::try_from(r.dimension) {
-            Ok(Dimension::OriginCountry) => {
-                *v.countries.entry(r.key).or_default() += r.raw_events;
-            }
-            Ok(Dimension::TargetSector) => {
-                v.raw += r.raw_events;
-                v.unique += r.unique_events;
-                v.duplicates += r.duplicates;
-                v.late += r.late_events;
-                *v.sectors.entry(r.key).or_default() += r.raw_events;
-            }
-            _ => {}
-        }
-    }
 }

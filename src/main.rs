@@ -3,9 +3,15 @@
 mod cmd_demo;
 mod cmd_loadgen;
 mod cmd_run;
+mod cmd_tail;
 mod cmd_throughput;
+mod cmd_top;
 mod cmd_verify;
+mod demo_view;
+mod live_view;
+mod logging;
 mod manifest;
+mod promtext;
 mod util;
 
 use std::path::PathBuf;
@@ -29,7 +35,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Human,
     Json,
 }
@@ -54,6 +60,21 @@ enum Command {
     /// with `rampart_events_per_s=N bare_consumer_events_per_s=N ratio=R`.
     /// Build with --release for meaningful figures.
     Throughput(cmd_throughput::ThroughputArgs),
+    /// A live terminal view of a running instance, from its /metrics and /ready.
+    ///
+    /// Pipeline view: events/s in and out per stage, dedup ratio, late events,
+    /// dead letters by reason, consumer and watermark lag, window close
+    /// latency, checkpoints and aborts, readiness. Domain view: the origin
+    /// countries, target sectors and attack kinds of the windows that closed
+    /// last. Keys: p pipeline, d domain, Tab switch, q quit. Plain lines when
+    /// stdout is not a terminal.
+    Top(cmd_top::TopArgs),
+    /// Print the final rollups as they are published (read_committed).
+    ///
+    /// A table by default; `--format json` writes one JSON object per line,
+    /// for `jq` or `duckdb`. Starts with new rollups unless `--from-beginning`
+    /// or `--since 1h`; `--dimension` and `--key` filter.
+    Tail(cmd_tail::TailArgs),
     /// Check a configuration file (and RAMPART_* overrides); print every error.
     ///
     /// Also builds every Kafka client configuration `run` would use, without connecting:
@@ -67,30 +88,14 @@ enum Command {
     },
 }
 
-fn init_logging(format: LogFormat, default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RAMPART_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    // Colours only on a terminal: log files and collectors get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    // The demo draws a live view on the terminal: only warnings interrupt it.
+    // The live views and tail's output are for people: only warnings interrupt them.
     let default_filter = match cli.command {
-        Command::Demo(_) => "warn,rdkafka=error",
+        Command::Demo(_) | Command::Top(_) | Command::Tail(_) => "warn,rdkafka=error",
         _ => "info,rdkafka=warn",
     };
-    init_logging(cli.log_format, default_filter);
+    logging::init(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Run(args) => cmd_run::run(args),
         Command::Demo(args) => cmd_demo::run(args),
@@ -98,6 +103,8 @@ fn main() -> std::process::ExitCode {
         Command::Verify(args) => cmd_verify::run(args),
         Command::CheckConfig { config, client } => check_config(config, &client),
         Command::Throughput(args) => cmd_throughput::run(args),
+        Command::Top(args) => cmd_top::run(args),
+        Command::Tail(args) => cmd_tail::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
