@@ -49,10 +49,15 @@ pub enum Format {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DimensionArg {
+    #[value(name = "origin_country")]
     OriginCountry,
+    #[value(name = "origin_asn")]
     OriginAsn,
+    #[value(name = "origin_prefix")]
     OriginPrefix,
+    #[value(name = "target_sector")]
     TargetSector,
+    #[value(name = "country_sector")]
     CountrySector,
 }
 
@@ -132,7 +137,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
         let written = match args.format {
             Format::Json => writeln!(out, "{}", to_json(&rollup)),
             Format::Table => {
-                if rows % 40 == 0 {
+                if rows.is_multiple_of(40) {
                     writeln!(out, "{}", table_header())
                         .and_then(|()| writeln!(out, "{}", table_row(&rollup)))
                 } else {

@@ -91,34 +91,47 @@ struct BrokerWarmup {
     show: bool,
 }
 
+/// The message and, for lines bridged from the `log` crate (librdkafka's, via
+/// rust-rdkafka), their real target: such events carry it in a `log.target`
+/// field while their metadata's target is `log`.
 #[derive(Default)]
-struct MessageText(String);
+struct MessageText {
+    message: String,
+    log_target: String,
+}
 
 impl Visit for MessageText {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
+        match field.name() {
+            "message" => self.message = format!("{value:?}"),
+            "log.target" => self.log_target = format!("{value:?}"),
+            _ => {}
         }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.0 = value.to_string();
+        match field.name() {
+            "message" => self.message = value.to_string(),
+            "log.target" => self.log_target = value.to_string(),
+            _ => {}
         }
     }
 }
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for BrokerWarmup {
     fn event_enabled(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) -> bool {
-        if self.show || !event.metadata().target().contains("rdkafka") {
+        let target = event.metadata().target();
+        if self.show || !(target == "log" || target.contains("rdkafka")) {
             return true;
         }
         let mut text = MessageText::default();
         event.record(&mut text);
-        if !is_transient_broker_notice(&text.0) {
+        let from_kafka = target.contains("rdkafka") || text.log_target.contains("rdkafka");
+        if !from_kafka || !is_transient_broker_notice(&text.message) {
             return true;
         }
         WARMUP_NOTICES.fetch_add(1, Ordering::Relaxed);
-        let _ = FIRST_WARMUP_NOTICE.set(text.0.trim_start_matches("librdkafka: ").to_string());
+        let _ =
+            FIRST_WARMUP_NOTICE.set(text.message.trim_start_matches("librdkafka: ").to_string());
         false
     }
 }
@@ -230,6 +243,32 @@ mod tests {
         assert!(!is_transient_broker_notice(
             "Connect to ipv4#127.0.0.1:9 failed: Connection refused"
         ));
+    }
+
+    /// Counts the events that reach the layers after `BrokerWarmup`.
+    struct Seen(std::sync::Arc<AtomicU64>);
+    impl<S: Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_event(&self, _e: &tracing::Event<'_>, _c: Context<'_, S>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_layer_hides_only_transient_kafka_lines() {
+        let seen = std::sync::Arc::new(AtomicU64::new(0));
+        let subscriber = tracing_subscriber::registry()
+            .with(BrokerWarmup { show: false })
+            .with(Seen(seen.clone()));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(target: "librdkafka", "librdkafka: GETPID [thrd:main]: Broker: Coordinator load in progress: retrying");
+            assert_eq!(seen.load(Ordering::Relaxed), 0);
+            tracing::warn!(target: "librdkafka", "librdkafka: FAIL [thrd:main]: Connection refused");
+            assert_eq!(seen.load(Ordering::Relaxed), 1);
+            // Our own warnings that quote such a text are not librdkafka's.
+            tracing::warn!("tail: Coordinator load in progress: retrying");
+            assert_eq!(seen.load(Ordering::Relaxed), 2);
+        });
+        assert!(warmup_summary().is_some_and(|s| s.contains("Coordinator load")));
     }
 
     #[test]

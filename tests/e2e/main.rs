@@ -1,7 +1,8 @@
 //! End-to-end tests of the `rampart` binary run as a user would, against the
 //! shared real Apache Kafka (`RAMPART_TEST_BOOTSTRAP`, or one started for this
 //! binary): `run` against the ground truth, `loadgen` → `run` → `verify`,
-//! `loadgen` to files, `demo`, and checks of the fixtures themselves.
+//! `loadgen` to files, `demo`, the terminal commands (`demo`'s live view in
+//! tmux, `top`, `tail`), and checks of the fixtures themselves.
 //!
 //! Tests of this binary run on parallel threads; see `common` for the lock
 //! that keeps timing-bound ones alone on the machine.
@@ -17,4 +18,5 @@ mod fixtures;
 mod loadgen;
 mod run;
 mod secured;
+mod terminal;
 mod verify;
