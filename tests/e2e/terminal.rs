@@ -285,6 +285,11 @@ fn top_shows_the_rates_the_test_produced() {
     assert!(during.len() >= 8, "{}", lines.join("\n"));
     let events_rate = median(during.iter().map(|r| r.0).collect());
     let messages_rate = median(during.iter().map(|r| r.1).collect());
+    eprintln!(
+        "top: median {events_rate} events/s and {messages_rate} messages/s over {} frames; \
+         the test produced {produced_rate:.0} events/s",
+        during.len()
+    );
     assert!(
         (events_rate - produced_rate).abs() <= 0.2 * produced_rate,
         "top showed {events_rate} events/s, the test produced {produced_rate:.0}/s:\n{}",
