@@ -39,6 +39,8 @@ pub struct TailArgs {
     /// Start with the rollups published within this long, e.g. `1h`, `15m`.
     #[arg(long, value_parser = util::parse_duration)]
     pub since: Option<Duration>,
+    #[command(flatten)]
+    pub client: util::ClientArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,8 +76,7 @@ impl DimensionArg {
 }
 
 pub fn run(args: TailArgs) -> anyhow::Result<()> {
-    let settings = rampart_pipeline::config::load(args.config.as_deref(), std::env::vars())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let settings = args.client.load(args.config.as_deref())?;
     let kafka = &settings.raw.kafka;
     let topic = settings.raw.topics.rollups.clone();
     let group = format!("rampart-tail-{}", std::process::id());
