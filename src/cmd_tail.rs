@@ -215,7 +215,7 @@ fn assign(
 }
 
 fn dimension_name(d: i32) -> &'static str {
-    rampart_pipeline::merge::dimension_name(d)
+    rampart_pipeline::records::dimension_name(d)
 }
 
 fn entries(t: &[TopEntry]) -> serde_json::Value {

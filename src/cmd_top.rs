@@ -282,7 +282,7 @@ fn pipeline_view(prev: &Scrape, now: &Scrape, dt: f64) -> Vec<String> {
         if by_reason.is_empty() { "" } else { ": " },
         by_reason.join(", ")
     ));
-    let buckets = now.buckets(rampart_pipeline::metrics::WINDOW_CLOSE_LATENCY);
+    let buckets = now.buckets(rampart_pipeline::telemetry::WINDOW_CLOSE_LATENCY);
     let latency = match (
         promtext::quantile(&buckets, 0.5),
         promtext::quantile(&buckets, 0.99),

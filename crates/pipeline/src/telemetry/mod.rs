@@ -47,7 +47,7 @@ pub(crate) use merge::MergeMetrics;
 pub(crate) use stage::StageTelemetry;
 
 /// Name of the window close latency histogram.
-pub(crate) const WINDOW_CLOSE_LATENCY: &str = "rampart_window_close_latency_seconds";
+pub const WINDOW_CLOSE_LATENCY: &str = "rampart_window_close_latency_seconds";
 /// Buckets of [`WINDOW_CLOSE_LATENCY`] (seconds). The design target is p99 ≤ 1 s.
 const WINDOW_CLOSE_LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
