@@ -74,9 +74,16 @@ fn killed_transaction_output_is_never_read_committed() {
         "RAMPART_PROCESSING__CHECKPOINT_INTERVAL".to_string(),
         "300ms".to_string(),
     );
+    // One ingest thread: with two, the second one joining the group makes the
+    // first hand partitions over, and a handover commits (checkpoint on revoke),
+    // which would close the very transaction this test kills open.
+    let one_thread = (
+        "RAMPART_PROCESSING__INGEST_THREADS".to_string(),
+        "1".to_string(),
+    );
 
     // 1. Ingest writes partials and dead letters in its first transaction, then dies.
-    fleet.env = vec![long.clone()];
+    fleet.env = vec![long.clone(), one_thread.clone()];
     fleet.start("ing");
     wait_for(&mut fleet, || partials_ru.len() > 0 && dlq_ru.len() > 0);
     assert!(
@@ -101,7 +108,7 @@ fn killed_transaction_output_is_never_read_committed() {
     // 2. Its successor (same instance name) fences it, which aborts that
     //    transaction, and commits often; merge writes rollups in a long
     //    transaction, then dies.
-    fleet.env = vec![short.clone()];
+    fleet.env = vec![short.clone(), one_thread];
     fleet.start("ing");
     fleet.env = vec![long];
     fleet.start("mrg");
