@@ -96,6 +96,19 @@ pub struct LoadgenArgs {
     /// Share of messages that are malformed (library default 0.001).
     #[arg(long)]
     pub malformed_share: Option<f64>,
+    /// Share of events from clock-skewed sensors: stamped 1 day to 80 years in
+    /// the future, in a message whose CreateTime is as far ahead (default 0).
+    /// rampart dead-letters each such event `time_in_future`.
+    #[arg(long)]
+    pub future_share: Option<f64>,
+    /// Share of events with an event_id seen again later by another sensor,
+    /// with a later time_ms (default 0): a duplicate within rampart's dedup
+    /// horizon, also across a restart.
+    #[arg(long)]
+    pub resight_share: Option<f64>,
+    /// A re-sighting's time is 1..=this ms after the original's (default 150000).
+    #[arg(long)]
+    pub resight_delay_ms: Option<i64>,
     /// Bounded out-of-order jitter in ms of event time (library default 2000).
     #[arg(long)]
     pub jitter_ms: Option<i64>,
@@ -254,6 +267,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         overlap_share: args.overlap_share.unwrap_or(defaults.overlap_share),
         late_fraction: args.late_fraction.unwrap_or(defaults.late_fraction),
         jitter_ms: args.jitter_ms.unwrap_or(defaults.jitter_ms),
+        future_share: args.future_share.unwrap_or(defaults.future_share),
+        resight_share: args.resight_share.unwrap_or(defaults.resight_share),
+        resight_delay_ms: args.resight_delay_ms.unwrap_or(defaults.resight_delay_ms),
         bursts: if args.no_bursts {
             None
         } else {

@@ -132,7 +132,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         true,
     );
     eprintln!(
-        "verify: {} events in {} messages regenerated; ground truth: {} rollups ({} unique, {} duplicates, {} late, {} rejected messages) in {:.1} s",
+        "verify: {} events in {} messages regenerated; ground truth: {} rollups ({} unique, {} duplicates, {} late, {} dead letters) in {:.1} s",
         util::thousands(manifest.produced.events),
         util::thousands(manifest.produced.records),
         util::thousands(truth.rollups.len() as u64),

@@ -94,6 +94,16 @@ pub struct GenSpec {
     pub late_max_ms: i64,
     pub ipv6_share: f64,
     pub bursts: Option<BurstSpec>,
+    #[serde(default)]
+    pub future_share: f64,
+    #[serde(default)]
+    pub resight_share: f64,
+    #[serde(default = "default_resight_delay_ms")]
+    pub resight_delay_ms: i64,
+}
+
+fn default_resight_delay_ms() -> i64 {
+    GenConfig::default().resight_delay_ms
 }
 
 impl From<&GenConfig> for GenSpec {
@@ -111,6 +121,9 @@ impl From<&GenConfig> for GenSpec {
             late_min_ms: c.late_min_ms,
             late_max_ms: c.late_max_ms,
             ipv6_share: c.ipv6_share,
+            future_share: c.future_share,
+            resight_share: c.resight_share,
+            resight_delay_ms: c.resight_delay_ms,
             bursts: c.bursts.as_ref().map(|b| BurstSpec {
                 period_ms: b.period_ms,
                 duration_ms: b.duration_ms,
@@ -136,6 +149,9 @@ impl GenSpec {
             late_min_ms: self.late_min_ms,
             late_max_ms: self.late_max_ms,
             ipv6_share: self.ipv6_share,
+            future_share: self.future_share,
+            resight_share: self.resight_share,
+            resight_delay_ms: self.resight_delay_ms,
             bursts: self.bursts.as_ref().map(|b| BurstConfig {
                 period_ms: b.period_ms,
                 duration_ms: b.duration_ms,

@@ -107,6 +107,40 @@ pub fn decode_batch<'a>(
     Ok(())
 }
 
+/// An `AttackEventBatch` holding exactly the events of `payload` at `indexes`
+/// (ascending positions in its batch), each with its original encoded bytes:
+/// the dead-letter payload of a message's rejected events. Fields of the
+/// batch other than its events are not kept. `payload` must have decoded with
+/// [`decode_batch`]; indexes past its events are ignored.
+pub fn select_events(payload: &[u8], indexes: &[u32]) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let mut s = payload;
+    let mut index = 0u32;
+    let mut wanted = indexes.iter().peekable();
+    while !s.is_empty() && wanted.peek().is_some() {
+        let k = read_varint(&mut s)?;
+        if k == key(1, WT_LEN) {
+            let body = read_len(&mut s)?;
+            if wanted.peek() == Some(&&index) {
+                wanted.next();
+                out.push(0x0A);
+                let mut len = body.len() as u64;
+                while len >= 0x80 {
+                    out.push((len as u8) | 0x80);
+                    len >>= 7;
+                }
+                out.push(len as u8);
+                out.extend_from_slice(body);
+            }
+            index += 1;
+        } else {
+            let (tag, wt) = check_key(k)?;
+            skip_field(wt, tag, &mut s, RECURSION_LIMIT)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes one `AttackEvent` message body (already delimited).
 #[inline]
 fn decode_event(mut s: &[u8]) -> Result<EventView<'_>, DecodeError> {
@@ -339,5 +373,35 @@ mod tests {
             let prost_ok = crate::proto::v1::AttackEventBatch::decode(&p[..]).is_ok();
             assert_eq!(dec(&p).is_ok(), prost_ok, "depth {depth}");
         }
+    }
+
+    #[test]
+    fn select_events_keeps_original_bytes() {
+        use crate::proto::v1::{AttackEvent, AttackEventBatch};
+        use prost::Message as _;
+        let ev = |t: i64, n: usize| AttackEvent {
+            time_ms: t,
+            src_ip: vec![1, 2, 3, 4],
+            dst_ip: vec![5; 16],
+            event_id: "x".repeat(n),
+            ..AttackEvent::default()
+        };
+        let batch = AttackEventBatch {
+            events: vec![ev(1, 0), ev(2, 200), ev(3, 1), ev(4, 2)],
+        };
+        let mut payload = batch.encode_to_vec();
+        payload.extend_from_slice(&[0x10, 0x07]); // an unknown varint field
+        let picked = select_events(&payload, &[1, 3]).unwrap();
+        let back = AttackEventBatch::decode(picked.as_slice()).unwrap();
+        assert_eq!(back.events, vec![ev(2, 200), ev(4, 2)]);
+        assert_eq!(
+            picked,
+            AttackEventBatch {
+                events: back.events.clone()
+            }
+            .encode_to_vec()
+        );
+        assert!(select_events(&payload, &[]).unwrap().is_empty());
+        assert!(select_events(&payload, &[9]).unwrap().is_empty());
     }
 }

@@ -35,20 +35,27 @@ use crate::validate::{Rejection, validate};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelInput {
     /// A Kafka message carrying an `AttackEventBatch` payload.
+    /// `trusted_now_ms` is the clock its events are judged against (the
+    /// broker's LogAppendTime, or the partition's recorded ingest clock);
+    /// `None` skips the future/past checks.
     Message {
         offset: i64,
         payload: Vec<u8>,
-        msg_time_ms: Option<i64>,
+        trusted_now_ms: Option<i64>,
     },
     /// The partition was idle and its head advanced to `head_ms`.
     IdleAdvance { head_ms: i64 },
 }
 
-/// A dead-lettered message.
+/// A dead-lettered message (`index: None`: the whole message did not decode
+/// or was not an acceptable batch) or one rejected event of a message
+/// (`index`: its position in the message's batch; the other events of that
+/// message are aggregated).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rejected {
     pub partition: u32,
     pub offset: i64,
+    pub index: Option<u32>,
     pub reason: Rejection,
 }
 
@@ -56,7 +63,10 @@ pub struct Rejected {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ModelTotals {
     pub messages: u64,
+    /// Valid events (aggregated: unique + duplicates + late).
     pub events: u64,
+    /// Events rejected one by one (not counting whole rejected messages).
+    pub rejected_events: u64,
     pub unique: u64,
     pub duplicates: u64,
     pub late: u64,
@@ -67,7 +77,7 @@ pub struct ModelTotals {
 pub struct ModelOutput {
     /// Final rollups in (window_start, dimension, key) order.
     pub rollups: Vec<Rollup>,
-    /// Dead-lettered messages, in (partition, offset) order.
+    /// Dead letters, in (partition, offset, index) order.
     pub rejected: Vec<Rejected>,
     pub totals: ModelTotals,
     /// Windows starting before this are final (`None`: some partition never
@@ -217,7 +227,7 @@ pub fn run<E: Enricher + ?Sized>(
         let mut remembered: BTreeMap<Vec<Value>, i64> = BTreeMap::new();
         let mut by_bucket: BTreeMap<i64, Vec<Vec<Value>>> = BTreeMap::new();
         for item in items {
-            let (offset, payload, msg_time) = match item {
+            let (offset, payload, trusted_now) = match item {
                 ModelInput::IdleAdvance { head_ms } => {
                     head = Some(head.map_or(*head_ms, |h| h.max(*head_ms)));
                     continue;
@@ -225,13 +235,14 @@ pub fn run<E: Enricher + ?Sized>(
                 ModelInput::Message {
                     offset,
                     payload,
-                    msg_time_ms,
-                } => (*offset, payload, *msg_time_ms),
+                    trusted_now_ms,
+                } => (*offset, payload, *trusted_now_ms),
             };
             out.totals.messages += 1;
             let reject = |reason| Rejected {
                 partition: pi as u32,
                 offset,
+                index: None,
                 reason,
             };
             let Ok(batch) = AttackEventBatch::decode(payload.as_slice()) else {
@@ -246,15 +257,18 @@ pub fn run<E: Enricher + ?Sized>(
                 out.rejected.push(reject(Rejection::EmptyBatch));
                 continue;
             }
-            if let Some(reason) = batch
-                .events
-                .iter()
-                .find_map(|e| validate(&view(e), msg_time, &cfg.limits).err())
-            {
-                out.rejected.push(reject(reason));
-                continue;
-            }
-            for e in &batch.events {
+            for (index, e) in batch.events.iter().enumerate() {
+                // Per event: a rejected event touches neither head nor dedup.
+                if let Err(reason) = validate(&view(e), trusted_now, &cfg.limits) {
+                    out.totals.rejected_events += 1;
+                    out.rejected.push(Rejected {
+                        partition: pi as u32,
+                        offset,
+                        index: Some(index as u32),
+                        reason,
+                    });
+                    continue;
+                }
                 out.totals.events += 1;
                 let t = e.time_ms;
                 let ks = keys(e, enricher);

@@ -1,8 +1,14 @@
 //! Validation of decoded events, with a bounded set of rejection reasons.
 //!
-//! A message is processed whole or dead-lettered whole: if any event of a batch
-//! is invalid, the message goes to the DLQ with the first reason found.
-//! "Now" is the Kafka message timestamp, so a replay judges the same way.
+//! Accounting is per event: a message that does not decode, holds no event or
+//! too many is rejected whole (`MalformedProtobuf`, `EmptyBatch`,
+//! `BatchTooLarge`); otherwise each event is judged on its own and only the
+//! invalid ones are rejected, the valid ones are aggregated.
+//!
+//! "Now" is a *trusted* time, never a timestamp the producer chose: the
+//! broker's LogAppendTime when the topic uses it, otherwise the partition's
+//! ingest clock recorded in the checkpoint (see `ingest`), so a replay judges
+//! every event against the same "now".
 
 use crate::event::{DecodeError, EventView};
 use crate::proto::v1::AttackKind;
@@ -88,9 +94,9 @@ impl From<&DecodeError> for Rejection {
 pub struct Limits {
     /// Max events in one batch (default 100_000).
     pub max_batch_events: usize,
-    /// Max event time ahead of the message timestamp (default 5 min).
+    /// Max event time ahead of the trusted now (default 5 min).
     pub max_future_ms: i64,
-    /// Max event time behind the message timestamp (default 7 days).
+    /// Max event time behind the trusted now (default 7 days).
     pub max_past_ms: i64,
     /// Max length of event_id / sensor_id (default 256 bytes).
     pub max_id_len: usize,
@@ -107,24 +113,24 @@ impl Default for Limits {
     }
 }
 
-/// Checks one event. `msg_time_ms` is the Kafka message timestamp; when it is
-/// `None` the future/past checks are skipped.
+/// Checks one event. `trusted_now_ms` is the trusted time of its message (see
+/// the module doc); when it is `None` the future/past checks are skipped.
 ///
 /// Checks run in this order and the first failure is returned: time present
 /// (`> 0`), not more than `max_future_ms` ahead of / `max_past_ms` behind the
-/// message time, source and destination IP present and 4 or 16 bytes, ports
+/// trusted now, source and destination IP present and 4 or 16 bytes, ports
 /// `<= 65535`, protocol `<= 255`, `kind` a known `AttackKind` (0, unspecified,
 /// is accepted), `event_id` / `sensor_id` at most `max_id_len` bytes.
 #[inline]
 pub fn validate(
     ev: &EventView<'_>,
-    msg_time_ms: Option<i64>,
+    trusted_now_ms: Option<i64>,
     limits: &Limits,
 ) -> Result<(), Rejection> {
     if ev.time_ms <= 0 {
         return Err(Rejection::MissingTime);
     }
-    if let Some(now) = msg_time_ms {
+    if let Some(now) = trusted_now_ms {
         if ev.time_ms > now.saturating_add(limits.max_future_ms) {
             return Err(Rejection::TimeInFuture);
         }
@@ -157,23 +163,30 @@ pub fn validate(
     Ok(())
 }
 
-/// Checks a whole decoded batch: rejects an empty batch (`EmptyBatch`), more
-/// than `max_batch_events` events (`BatchTooLarge`), else returns the reason of
-/// the first invalid event.
-pub fn validate_batch(
-    events: &[EventView<'_>],
-    msg_time_ms: Option<i64>,
-    limits: &Limits,
-) -> Result<(), Rejection> {
+/// The whole-message checks of a decoded batch: an empty batch
+/// (`EmptyBatch`) or more than `max_batch_events` events (`BatchTooLarge`).
+#[inline]
+pub fn validate_message(events: &[EventView<'_>], limits: &Limits) -> Result<(), Rejection> {
     if events.is_empty() {
         return Err(Rejection::EmptyBatch);
     }
     if events.len() > limits.max_batch_events {
         return Err(Rejection::BatchTooLarge);
     }
+    Ok(())
+}
+
+/// `validate_message`, then the reason of the first invalid event: whether
+/// a message is accepted *whole* (the rejection a one-event message gets).
+pub fn validate_batch(
+    events: &[EventView<'_>],
+    trusted_now_ms: Option<i64>,
+    limits: &Limits,
+) -> Result<(), Rejection> {
+    validate_message(events, limits)?;
     events
         .iter()
-        .try_for_each(|ev| validate(ev, msg_time_ms, limits))
+        .try_for_each(|ev| validate(ev, trusted_now_ms, limits))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //!           payload[frame_len - 16 - key_len]
 //! ```
 //! A file ends cleanly at a frame boundary; a partial frame is an error.
+//! A record's `clock_ms` is not stored: records read back carry
+//! `clock_ms = timestamp_ms`.
 
 use std::io::{Read, Write};
 
@@ -141,6 +143,7 @@ impl<R: Read> RecordReader<R> {
             key: key.to_vec(),
             payload: payload.to_vec(),
             timestamp_ms: i64::from_le_bytes(ts),
+            clock_ms: i64::from_le_bytes(ts),
         }))
     }
 }
@@ -173,6 +176,7 @@ mod tests {
             key: vec![i; 4],
             payload: vec![i; 10 + i as usize],
             timestamp_ms: 1_000 + i as i64,
+            clock_ms: 1_000 + i as i64,
         }
     }
 

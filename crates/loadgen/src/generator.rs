@@ -73,7 +73,23 @@ pub struct GenConfig {
     pub ipv6_share: f64,
     /// Periodic bursts (default on, see [`BurstConfig`]); `None` disables them.
     pub bursts: Option<BurstConfig>,
+    /// Share of original events from clock-skewed sensors (default 0): their
+    /// time is 1 day to 80 years ahead of the clock, and so is the CreateTime
+    /// of the record that carries them. rampart judges them against a clock
+    /// it trusts and dead-letters them `time_in_future`.
+    pub future_share: f64,
+    /// Share of original events with an event_id that are seen again later
+    /// (default 0): the same event, same event_id, another sensor, with a
+    /// later `time_ms` (1..=`resight_delay_ms` after the original's). Within
+    /// the dedup horizon of the original's bucket it is a duplicate.
+    pub resight_share: f64,
+    /// See `resight_share` (default 150 000: past the next dedup bucket or two
+    /// at rampart's defaults, within its 10 min horizon).
+    pub resight_delay_ms: i64,
 }
+
+/// How far ahead of the clock a clock-skewed sensor stamps its events.
+pub const FUTURE_SKEW_MS: (i64, i64) = (86_400_000, 80 * 365 * 86_400_000);
 
 impl Default for GenConfig {
     fn default() -> Self {
@@ -91,6 +107,9 @@ impl Default for GenConfig {
             late_max_ms: 1_800_000,
             ipv6_share: 0.03,
             bursts: Some(BurstConfig::default()),
+            future_share: 0.0,
+            resight_share: 0.0,
+            resight_delay_ms: 150_000,
         }
     }
 }
@@ -130,6 +149,15 @@ impl GenConfig {
         if !share(self.ipv6_share) {
             bad.push("ipv6_share must be within 0..=1");
         }
+        if !(0.0..0.5).contains(&self.future_share) {
+            bad.push("future_share must be within 0..0.5");
+        }
+        if !share(self.resight_share) {
+            bad.push("resight_share must be within 0..=1");
+        }
+        if self.resight_delay_ms < 1 {
+            bad.push("resight_delay_ms must be >= 1");
+        }
         if let Some(b) = &self.bursts {
             if b.period_ms <= 0 || b.duration_ms < 0 || b.duration_ms > b.period_ms {
                 bad.push("bursts: need 0 <= duration_ms <= period_ms and period_ms > 0");
@@ -168,6 +196,12 @@ pub enum Fault {
     /// event_id). rampart's default (Auto) fingerprint ignores sensor_id, so
     /// these ARE duplicates for the pipeline.
     SensorCopy,
+    /// An event from a clock-skewed sensor, far in the future (see
+    /// `GenConfig::future_share`); rejected per event by rampart.
+    FutureTime,
+    /// An event with an event_id seen again later from another sensor, with a
+    /// later time (see `GenConfig::resight_share`).
+    Resighting,
 }
 
 /// One emitted event with its fault annotation.
@@ -185,6 +219,10 @@ pub struct GenStats {
     pub originals: u64,
     pub exact_duplicates: u64,
     pub sensor_copies: u64,
+    /// Re-sightings of an event_id at a later time.
+    pub resightings: u64,
+    /// Events far in the future (clock-skewed sensors).
+    pub future_time: u64,
     pub late: u64,
     pub with_event_id: u64,
     pub ipv6: u64,
@@ -241,6 +279,8 @@ pub struct Generator {
     p_late: Prob,
     p_v6: Prob,
     p_burst: Prob,
+    p_future: Prob,
+    p_resight: Prob,
 }
 
 const KINDS: [AttackKind; 4] = [
@@ -281,6 +321,8 @@ impl Generator {
             p_late: Prob::new(cfg.late_fraction),
             p_v6: Prob::new(cfg.ipv6_share),
             p_burst: Prob::new(cfg.bursts.as_ref().map(|b| b.share).unwrap_or(0.0)),
+            p_future: Prob::new(cfg.future_share),
+            p_resight: Prob::new(cfg.resight_share),
             world,
             cfg,
         })
@@ -350,6 +392,7 @@ impl Generator {
         {
             match p.item.fault {
                 Fault::SensorCopy => self.stats.sensor_copies += 1,
+                Fault::Resighting => self.stats.resightings += 1,
                 _ => self.stats.exact_duplicates += 1,
             }
             if p.item.event.src_ip.as_slice().len() == 16 {
@@ -375,6 +418,22 @@ impl Generator {
                 due,
                 seq: self.originals,
                 item: copy,
+            });
+        }
+        if g.event.event_id.is_some() && g.fault != Fault::FutureTime && self.rng.chance(self.p_resight) {
+            // Seen again later by another sensor: a later time, due then.
+            let delay = self.rng.range_i64(1, self.cfg.resight_delay_ms);
+            let mut again = g.event;
+            again.time_ms = g.event.time_ms.saturating_add(delay);
+            again.sensor = g.event.sensor + self.world.sensors();
+            self.pending.push(Pending {
+                due: clock + delay,
+                // After every duplicate of the same original (seq orders ties).
+                seq: self.originals | 1 << 63,
+                item: Generated {
+                    event: again,
+                    fault: Fault::Resighting,
+                },
             });
         }
         g
@@ -487,9 +546,13 @@ impl Generator {
         let (dst_ip, sensor) = world.pick_target(class, src_ip.as_slice().len() == 16, rng);
 
         let late = rng.chance(self.p_late);
+        let future = !late && rng.chance(self.p_future);
         let time_ms = if late {
             self.stats.late += 1;
             clock - rng.range_i64(self.cfg.late_min_ms, self.cfg.late_max_ms)
+        } else if future {
+            self.stats.future_time += 1;
+            clock.saturating_add(rng.range_i64(FUTURE_SKEW_MS.0, FUTURE_SKEW_MS.1))
         } else {
             clock - rng.range_i64(0, self.cfg.jitter_ms)
         }
@@ -517,7 +580,13 @@ impl Generator {
                 bytes,
                 sensor,
             },
-            fault: if late { Fault::Late } else { Fault::None },
+            fault: if late {
+                Fault::Late
+            } else if future {
+                Fault::FutureTime
+            } else {
+                Fault::None
+            },
         }
     }
 }

@@ -25,8 +25,14 @@ pub struct Record {
     /// An encoded `AttackEventBatch` (or deliberately malformed bytes).
     pub payload: Vec<u8>,
     /// Kafka CreateTime: max(clock at flush, max event time in the batch) +
-    /// `record_delay_ms`. Never the wall clock.
+    /// `record_delay_ms`. Never the wall clock. A batch holding a
+    /// clock-skewed event therefore carries a far-future CreateTime too.
     pub timestamp_ms: i64,
+    /// What a correct clock reads when the record is sent: the clock at flush
+    /// + `record_delay_ms`. Not sent; the ground truth's trusted now (rampart
+    /// uses its own ingest clock, which the default `--epoch` keeps close to
+    /// it).
+    pub clock_ms: i64,
 }
 
 /// The stable partitioner: every event of one source IP (so every duplicate)
@@ -340,6 +346,7 @@ impl RecordStream {
         let payload = std::mem::replace(&mut pb.buf, Vec::with_capacity(cap));
         let key = std::mem::take(&mut pb.key);
         let timestamp_ms = clock.max(pb.max_time) + self.cfg.record_delay_ms;
+        let clock_ms = clock + self.cfg.record_delay_ms;
         pb.count = 0;
         self.stats.records += 1;
         self.stats.payload_bytes += payload.len() as u64;
@@ -349,6 +356,7 @@ impl RecordStream {
                 key,
                 payload,
                 timestamp_ms,
+                clock_ms,
             },
             None,
         ));
@@ -427,6 +435,7 @@ impl RecordStream {
                 key,
                 payload,
                 timestamp_ms,
+                clock_ms: timestamp_ms,
             },
             kind,
         )
@@ -441,9 +450,10 @@ impl Iterator for RecordStream {
     }
 }
 
-/// The exact per-partition input sequences `(payload, timestamp_ms)` of a run,
-/// index = partition: what the pipeline's partitions will read, in order. The
-/// ground truth is the reference model run over these.
+/// The exact per-partition input sequences `(payload, clock_ms)` of a run,
+/// index = partition: what the pipeline's partitions will read, in order, with
+/// the trusted now each is judged against. The ground truth is the reference
+/// model run over these.
 pub fn partition_sequences(
     records: impl IntoIterator<Item = Record>,
     partitions: u32,
@@ -454,14 +464,15 @@ pub fn partition_sequences(
             .ok()
             .and_then(|p| out.get_mut(p))
         {
-            seq.push((r.payload, r.timestamp_ms));
+            seq.push((r.payload, r.clock_ms));
         }
     }
     out
 }
 
 /// The per-partition input of rampart's reference model: each partition's
-/// records in order, offsets from 0, message time = the record timestamp.
+/// records in order, offsets from 0, trusted now = the record's `clock_ms`
+/// (never its CreateTime, which a skewed sensor clock may have set).
 pub fn model_inputs(
     records: impl IntoIterator<Item = Record>,
     partitions: u32,
@@ -471,10 +482,10 @@ pub fn model_inputs(
         .map(|seq| {
             seq.into_iter()
                 .enumerate()
-                .map(|(i, (payload, ts))| ModelInput::Message {
+                .map(|(i, (payload, now))| ModelInput::Message {
                     offset: i as i64,
                     payload,
-                    msg_time_ms: Some(ts),
+                    trusted_now_ms: Some(now),
                 })
                 .collect()
         })
