@@ -315,7 +315,10 @@ fn ingest_all(
             if let Some(item) = items.get(i) {
                 let mut rej = Vec::new();
                 outs[p].push(step(&mut ings[p], item, idle[p][i], &mut enr, &mut rej));
-                rejected.extend(rej.into_iter().map(|(offset, index, reason)| (p, offset, index, reason)));
+                rejected.extend(
+                    rej.into_iter()
+                        .map(|(offset, index, reason)| (p, offset, index, reason)),
+                );
             }
         }
     }
@@ -410,7 +413,7 @@ proptest! {
         prop_assert_eq!(rejected.len(), m.rejected.len());
         let mut rejected = rejected;
         rejected.sort();
-        prop_assert_eq!(rejected, m.rejected);
+        prop_assert_eq!(&rejected, &m.rejected);
         if flush {
             let events: u64 = m.rollups.iter().filter(|r| r.dimension == 1).map(|r| r.raw_events + r.late_events).sum();
             prop_assert_eq!(events, m.totals.events);
@@ -672,23 +675,33 @@ fn rejected_events_leave_state_untouched() {
         ]
     );
     assert_eq!(ing.head(), Some(T0));
+    let st = ing
+        .process_batch(&good.encode_to_vec(), None, 2, &mut enr)
+        .unwrap();
+    assert_eq!((st.events, st.unique, st.duplicates), (1, 0, 1));
     // The rejected future event was not remembered by dedup either.
     let future = AttackEventBatch {
         events: vec![mixed.events[0].clone()],
     };
-    ing.record_clock(2, YEAR_2100);
+    ing.record_clock(3, YEAR_2100);
     let st = ing
-        .process_batch(&future.encode_to_vec(), None, 2, &mut enr)
+        .process_batch(&future.encode_to_vec(), None, 3, &mut enr)
         .unwrap();
-    assert_eq!((st.events, st.unique, st.duplicates, st.rejected), (1, 1, 0, 0));
+    assert_eq!(
+        (st.events, st.unique, st.duplicates, st.rejected),
+        (1, 1, 0, 0)
+    );
     assert!(ing.rejected_events().is_empty());
+    // Accepted under a clock that reads 2100, it moved the head: the good
+    // event is now late.
+    ing.record_clock(4, T0);
     let st = ing
-        .process_batch(&good.encode_to_vec(), None, 3, &mut enr)
+        .process_batch(&good.encode_to_vec(), None, 4, &mut enr)
         .unwrap();
-    assert_eq!((st.events, st.unique, st.duplicates), (1, 0, 1));
+    assert_eq!((st.events, st.duplicates, st.late), (1, 0, 1));
     // LogAppendTime, when the message carries it, wins over the clock.
     let st = ing
-        .process_batch(&future.encode_to_vec(), Some(T0), 4, &mut enr)
+        .process_batch(&future.encode_to_vec(), Some(T0), 5, &mut enr)
         .unwrap();
     assert_eq!((st.events, st.rejected), (0, 1));
 }
@@ -703,10 +716,7 @@ fn metadata_is_versioned() {
         clock: vec![(3, 1_700_000_000_000), (9, 1_700_000_010_000)],
     };
     let s = rp.to_metadata();
-    assert_eq!(
-        s,
-        "v1;r=7;h=5;e=-;i=8:9,10:11;c=3:1700000000000,+6:+10000"
-    );
+    assert_eq!(s, "v1;r=7;h=5;e=-;i=8:9,10:11;c=3:1700000000000,+6:+10000");
     assert_eq!(ResumePoint::from_metadata(&s).unwrap(), rp);
     assert!(ResumePoint::from_metadata("v2;r=1").is_err());
     assert!(ResumePoint::from_metadata("v1;r=x;h=-;e=-;i=").is_err());
@@ -851,7 +861,7 @@ fn resighted_event_id_survives_every_cut() {
             .map(|p| p.aggregate.as_ref().unwrap().duplicates)
             .sum()
     };
-    let model = model::run(&cfg, &[items.clone()], &mut TableEnricher, true);
+    let model = model::run(&cfg, std::slice::from_ref(&items), &mut TableEnricher, true);
     assert_eq!(model.totals.duplicates, 3, "hand count");
     let mut enr = TableEnricher;
     for cut in 0..=items.len() {

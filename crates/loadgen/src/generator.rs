@@ -420,7 +420,10 @@ impl Generator {
                 item: copy,
             });
         }
-        if g.event.event_id.is_some() && g.fault != Fault::FutureTime && self.rng.chance(self.p_resight) {
+        if g.event.event_id.is_some()
+            && g.fault != Fault::FutureTime
+            && self.rng.chance(self.p_resight)
+        {
             // Seen again later by another sensor: a later time, due then.
             let delay = self.rng.range_i64(1, self.cfg.resight_delay_ms);
             let mut again = g.event;

@@ -29,9 +29,9 @@ pub struct Record {
     /// clock-skewed event therefore carries a far-future CreateTime too.
     pub timestamp_ms: i64,
     /// What a correct clock reads when the record is sent: the clock at flush
-    /// + `record_delay_ms`. Not sent; the ground truth's trusted now (rampart
-    /// uses its own ingest clock, which the default `--epoch` keeps close to
-    /// it).
+    /// plus `record_delay_ms`. Not sent; the ground truth's trusted now
+    /// (rampart uses its own ingest clock, which the default `--epoch` keeps
+    /// close to it).
     pub clock_ms: i64,
 }
 

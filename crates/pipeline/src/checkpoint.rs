@@ -283,9 +283,14 @@ mod tests {
             head_before: Some(1_000),
             emitted_before: None,
             idle_advances: vec![(41, 2_000)],
+            clock: vec![(40, 1_700_000_000_000), (45, 1_700_000_010_000)],
         };
         let text = encode_metadata(0, &resume).unwrap();
-        assert_eq!(text, "v1;r=40;h=1000;e=-;i=41:2000");
+        // The clock after its first entry as differences: +5 offsets, +10 s.
+        assert_eq!(
+            text,
+            "v1;r=40;h=1000;e=-;i=41:2000;c=40:1700000000000,+5:+10000"
+        );
         assert_eq!(decode_metadata::<ResumePoint>(&text).unwrap(), resume);
     }
 

@@ -1,7 +1,9 @@
 //! Processing of one input message, in phases over the whole batch so that
 //! the cache misses of many events overlap instead of stalling one at a time:
 //!
-//! 1. decode and validate (a rejected message leaves all state untouched);
+//! 1. decode and validate: a message that fails as a whole leaves all state
+//!    untouched; events invalid against the trusted now are rejected one by
+//!    one and skipped by the later phases;
 //! 2. cell keys, lateness and head progression (none depends on dedup
 //!    outcomes); late events are counted at once, the others fingerprinted;
 //! 3. dedup, one run of events sharing a dedup expiry state at a time;
@@ -15,14 +17,17 @@ use super::cells::{CellIds, OriginKey, Unique};
 use crate::enrich::Enricher;
 use crate::event::{DecodeError, EventView, decode_batch};
 use crate::sketch::source_hash;
-use crate::validate::{Rejection, validate_batch};
+use crate::validate::{Rejection, validate, validate_message};
 use crate::window::window_start;
 
 /// Counts of one processed message, for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BatchStats {
-    /// Events in the message.
+    /// Valid events of the message (aggregated: unique, duplicate or late).
     pub events: u64,
+    /// Events of the message rejected one by one (see
+    /// [`PartitionIngest::rejected_events`]).
+    pub rejected: u64,
     /// Non-late events seen for the first time within the dedup horizon.
     pub unique: u64,
     /// Non-late events whose fingerprint was remembered.
@@ -88,17 +93,27 @@ fn unique_of(event: &EventView<'_>) -> Unique {
 
 impl PartitionIngest {
     /// Processes one input message (an `AttackEventBatch` payload) at `offset`.
-    /// A rejected message leaves all state untouched.
+    ///
+    /// Events are judged against a trusted now: `log_append_time_ms` (the
+    /// broker's LogAppendTime) when the message carries one, else the ingest
+    /// clock recorded for `offset` ([`PartitionIngest::record_clock`]); with
+    /// neither, the future/past checks are skipped. A message that does not
+    /// decode, or holds no or too many events, is rejected whole (`Err`) and
+    /// changes nothing; otherwise its invalid events are rejected one by one
+    /// ([`PartitionIngest::rejected_events`]) without touching head, dedup or
+    /// windows, and the valid ones are aggregated.
     pub fn process_batch<E: Enricher + ?Sized>(
         &mut self,
         payload: &[u8],
-        msg_time_ms: Option<i64>,
+        log_append_time_ms: Option<i64>,
         offset: i64,
         enricher: &mut E,
     ) -> Result<BatchStats, Rejection> {
         // Reuse the allocation of the view buffer across payload lifetimes.
         let mut views: Vec<EventView<'_>> = std::mem::take(&mut self.views);
-        let result = self.process_views(payload, msg_time_ms, offset, enricher, &mut views);
+        self.rejected.clear();
+        let trusted_now = log_append_time_ms.or_else(|| self.clock.advance_to(offset));
+        let result = self.process_views(payload, trusted_now, offset, enricher, &mut views);
         views.clear();
         // Empty, so `map` never runs; in-place collect keeps the allocation.
         self.views = views.into_iter().map(|_| EventView::default()).collect();
@@ -108,7 +123,7 @@ impl PartitionIngest {
     fn process_views<'a, E: Enricher + ?Sized>(
         &mut self,
         payload: &'a [u8],
-        msg_time_ms: Option<i64>,
+        trusted_now: Option<i64>,
         offset: i64,
         enricher: &mut E,
         views: &mut Vec<EventView<'a>>,
@@ -119,12 +134,18 @@ impl PartitionIngest {
             Err(DecodeError::Malformed(_)) => return Err(Rejection::MalformedProtobuf),
             Err(DecodeError::TooManyEvents { .. }) => return Err(Rejection::BatchTooLarge),
         }
-        validate_batch(views, msg_time_ms, &self.cfg.limits)?;
+        validate_message(views, &self.cfg.limits)?;
+        for (index, event) in views.iter().enumerate() {
+            if let Err(rejection) = validate(event, trusted_now, &self.cfg.limits) {
+                self.rejected.push((index as u32, rejection));
+            }
+        }
         self.apply_recorded_idle(offset);
 
         let head_before = self.head;
         let mut stats = BatchStats {
-            events: views.len() as u64,
+            events: (views.len() - self.rejected.len()) as u64,
+            rejected: self.rejected.len() as u64,
             ..BatchStats::default()
         };
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -144,9 +165,9 @@ impl PartitionIngest {
         Ok(stats)
     }
 
-    /// Phase 2: every event's cell keys; late events counted into the current
-    /// window; the others fingerprinted, grouped into expiry runs, and the
-    /// head advanced over them.
+    /// Phase 2: every valid event's cell keys; late events counted into the
+    /// current window; the others fingerprinted, grouped into expiry runs, and
+    /// the head advanced over them. Rejected events are skipped.
     fn key_and_fingerprint<E: Enricher + ?Sized>(
         &mut self,
         views: &[EventView<'_>],
@@ -171,7 +192,20 @@ impl PartitionIngest {
         let first_live_bucket =
             |watermark: i64| watermark.saturating_sub(horizon).div_euclid(bucket_ms);
         let mut run_first_live: Option<i64> = None;
+        let mut next_rejected = 0;
         for (index, event) in views.iter().enumerate() {
+            if self
+                .rejected
+                .get(next_rejected)
+                .is_some_and(|&(rejected, _)| rejected as usize == index)
+            {
+                next_rejected += 1;
+                // Never enriched, never touches head, dedup or windows; its
+                // key slot keeps `cell_keys` indexed by event.
+                let placeholder = scratch.cell_keys.last().copied().unwrap_or_default();
+                scratch.cell_keys.push(placeholder);
+                continue;
+            }
             let time_ms = event.time_ms;
             let window = window_start(time_ms, size);
             let cell_key = self.addresses.cell_key(event, enricher);
@@ -279,7 +313,10 @@ impl PartitionIngest {
             };
             let time_ms = event.time_ms;
             let window = window_start(time_ms, size);
-            self.windows.note_bucket(time_ms, offset, head_before);
+            let unbound = !duplicate
+                && (!self.time_bound || (self.ids_unbound && !event.event_id.is_empty()));
+            self.windows
+                .note_bucket(time_ms, offset, head_before, unbound);
             if duplicate {
                 stats.duplicates += 1;
             } else {

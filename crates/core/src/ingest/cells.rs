@@ -30,7 +30,7 @@ use crate::sketch::{SourceSet, SourceSketch, source_hash};
 pub(super) const V6_TAG: u64 = 1 << 63;
 
 /// Key of an origin cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(super) struct OriginKey {
     /// IPv4: the /24 as `a<<16 | b<<8 | c`; IPv6: the first 6 bytes | `V6_TAG`.
     pub prefix: u64,

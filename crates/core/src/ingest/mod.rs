@@ -16,33 +16,51 @@
 //! `batch` processes one message in phases; `address_cache` turns an event
 //! into its cell keys; `cells` holds and rolls up a window's cells; `windows`
 //! keeps the open windows and the dedup buckets that matter for replay;
-//! `resume` is the codec of [`ResumePoint`].
+//! `clock` is the recorded ingest clock; `resume` is the codec of
+//! [`ResumePoint`].
+//!
+//! # Trusted time
+//! Events are judged (`validate`) against a trusted now per message: the
+//! broker's LogAppendTime when the message carries one, else the partition's
+//! *ingest clock*, a stepped wall clock the stage records with
+//! [`PartitionIngest::record_clock`] `(from offset, wall ms)` (`clock`). The
+//! entries are part of the resume point (pruned below the replay offset,
+//! keeping the one in force there as the base), so a replay judges every
+//! message against the same clock. The producer's CreateTime is never a
+//! bound.
 //!
 //! # Resume (exactly-once by source replay)
 //! [`PartitionIngest::resume_point`] says where a restarted stage must re-read
 //! from and what replay cannot reproduce (head before that offset, the last
-//! emitted window, the recorded idle advances). The replay offset `R` is the
-//! minimum of: the first offset of every window still held (not yet emitted),
-//! and the first offset of every dedup bucket (incarnation) that can still
-//! influence an un-emitted window.
+//! emitted window, the recorded idle advances and ingest clock).
 //!
-//! Why that is enough: every event whose outcome reaches un-emitted output lies
-//! in a window `>= emitted_before`, at or after that window's first offset. Its
-//! dedup decision depends on the contents of the dedup buckets. When each
-//! fingerprint determines its dedup bucket ("time-bound" fingerprints: the
-//! default `Auto` spec, whose time bucket divides the dedup bucket, with
-//! redeliveries of an `event_id` carrying the same `time_ms`), each bucket
-//! evolves independently of the others, so only buckets ending after
-//! `emitted_before` matter, and replaying from their first insertion rebuilds
-//! them exactly (watermarks, hence expiry, are reproduced through `head_before`
-//! and the idle advances). Buckets ending before `emitted_before` only hold
-//! events of emitted windows and are ignored, so `R` trails the oldest open
-//! window instead of the whole dedup horizon. For specs that are not
-//! time-bound, buckets are additionally kept until they expire; that covers a
-//! fingerprint recurring in a later bucket while its first bucket is live, but
-//! not a chain of such recurrences across expiries (documented gap). Buckets
-//! evicted early for the byte budget are not reproduced either (dedup is lossy
-//! there anyway, and counted).
+//! A dedup decision depends on the fingerprints remembered in the buckets live
+//! at that moment. A *time-bound* fingerprint (no event_id under the default
+//! `Auto` spec, whose time bucket divides the dedup bucket) determines its
+//! bucket, so its bucket only matters to events of the same bucket; an
+//! *unbound* one (an event_id under `Auto`, or any fingerprint of a spec
+//! that is not time-bound) can be sighted again in any later bucket while
+//! its first bucket is live. Each dedup bucket records its first offset, the
+//! head before it and whether it holds an unbound fingerprint. The replay
+//! offset `R` is a fixpoint:
+//! 1. `R` = the minimum of the next offset, the first offset of every window
+//!    still held (not yet emitted), and of every bucket of time-bound
+//!    fingerprints that ends after `emitted_before` (older ones only hold
+//!    events of emitted windows);
+//! 2. lower `R` to the first offset of every bucket holding an unbound
+//!    fingerprint that is still live at the watermark implied by the head
+//!    before `R`; repeat until `R` stops moving.
+//!
+//! Then every sighting before `R` lies in a bucket that has expired when the
+//! replay starts (or is time-bound and only reaches emitted windows), and the
+//! replay rebuilds every live bucket from its first insertion, with the same
+//! watermarks (head before `R` and the idle advances), so every dedup decision
+//! after `R` is reproduced exactly: no chain of re-sightings is broken. `R`
+//! only grows over time, so bucket records are pruned once they are expired at
+//! the watermark of `R`. The cost: with event ids present, replay reaches back
+//! up to the dedup horizon (plus a bucket) instead of about one window plus
+//! lateness. Buckets evicted early for the byte budget are not reproduced
+//! (dedup is lossy there anyway, and counted).
 //!
 //! On resume, windows below `emitted_before` are never emitted again: events
 //! replayed into them only feed dedup, late events counted into them are
@@ -51,6 +69,7 @@
 mod address_cache;
 mod batch;
 mod cells;
+mod clock;
 mod resume;
 mod windows;
 
@@ -63,10 +82,11 @@ use crate::enrich::{Enricher, SectorId};
 use crate::event::EventView;
 use crate::fingerprint::{FingerprintSpec, Fingerprinter};
 use crate::proto::v1::internal as pb;
-use crate::validate::Limits;
+use crate::validate::{Limits, Rejection};
 use crate::window::WindowConfig;
 use address_cache::AddressCache;
 use batch::BatchScratch;
+use clock::IngestClock;
 use windows::{InputStart, OpenWindow, WindowSet, time_bound};
 
 /// Everything the ingest stage's semantics depend on.
@@ -86,8 +106,11 @@ pub struct PartitionIngest {
     partitions: u32,
     fingerprinter: Fingerprinter,
     dedup: Dedup,
-    /// Whether every fingerprint determines its dedup bucket (`windows::time_bound`).
+    /// Whether the fingerprints of events without an event_id determine
+    /// their dedup bucket (`windows::time_bound`).
     time_bound: bool,
+    /// Under `Auto`, an event with an event_id has an unbound fingerprint.
+    ids_unbound: bool,
     head: Option<i64>,
     /// Watermark of the last `dedup.expire` call.
     expired_at: Option<i64>,
@@ -99,6 +122,9 @@ pub struct PartitionIngest {
     idle_log: Vec<(i64, i64)>,
     /// How many of `idle_log` are applied.
     idle_applied: usize,
+    clock: IngestClock,
+    /// Rejected events `(index, reason)` of the last processed message.
+    rejected: Vec<(u32, Rejection)>,
     next_offset: i64,
     addresses: AddressCache,
     /// The decoded events of the current batch (empty between batches; kept
@@ -114,6 +140,7 @@ impl PartitionIngest {
             fingerprinter: Fingerprinter::new(cfg.fingerprint.clone()),
             dedup: Dedup::new(cfg.dedup.clone()),
             time_bound: time_bound(&cfg.fingerprint, cfg.dedup.bucket_ms),
+            ids_unbound: matches!(cfg.fingerprint, FingerprintSpec::Auto { .. }),
             windows: WindowSet::new(cfg.dedup.bucket_ms),
             cfg,
             partition,
@@ -124,6 +151,8 @@ impl PartitionIngest {
             last_marker: None,
             idle_log: Vec::new(),
             idle_applied: 0,
+            clock: IngestClock::default(),
+            rejected: Vec::new(),
             next_offset: 0,
             addresses: AddressCache::new(),
             views: Vec::new(),
@@ -145,8 +174,29 @@ impl PartitionIngest {
         ingest.emitted_before = resume_point.emitted_before.unwrap_or(i64::MIN);
         ingest.last_marker = resume_point.emitted_before;
         ingest.idle_log = resume_point.idle_advances.clone();
+        ingest.clock = IngestClock::from_entries(resume_point.clock.clone());
         ingest.next_offset = resume_point.replay_from_offset;
         ingest
+    }
+
+    /// Records the ingest clock: messages from `from_offset` on are judged
+    /// against `wall_ms` (until the next entry). `from_offset` must not lie
+    /// below a message already processed; an entry at the same offset as the
+    /// last one replaces it (no message was judged by it yet).
+    pub fn record_clock(&mut self, from_offset: i64, wall_ms: i64) {
+        self.clock.record(from_offset, wall_ms);
+    }
+
+    /// The recorded ingest clock in force at `offset`, if any.
+    pub fn trusted_now(&self, offset: i64) -> Option<i64> {
+        self.clock.at(offset)
+    }
+
+    /// The events of the last processed message that were rejected, as
+    /// `(index in its batch, reason)`, ascending indexes. The others were
+    /// aggregated.
+    pub fn rejected_events(&self) -> &[(u32, Rejection)] {
+        &self.rejected
     }
 
     pub fn config(&self) -> &IngestConfig {
@@ -226,7 +276,7 @@ impl PartitionIngest {
         }
         self.emitted_before = self.emitted_before.max(closed_before);
         self.last_marker = Some(closed_before);
-        self.prune(watermark);
+        self.prune();
         Some(pb::WindowClosed {
             input_partition: self.partition,
             input_partitions: self.partitions,
@@ -257,15 +307,16 @@ impl PartitionIngest {
         }
     }
 
-    /// After a close at `watermark`: forgets the buckets and the applied idle
-    /// advances no replay needs any more.
-    fn prune(&mut self, watermark: i64) {
-        self.windows.prune_buckets(
-            self.emitted_before,
-            watermark.saturating_sub(self.cfg.dedup.horizon_ms),
-            self.time_bound,
-        );
-        let replay_from = self.replay_start().offset;
+    /// After a close: forgets the buckets, applied idle advances and clock
+    /// entries no replay needs any more.
+    fn prune(&mut self) {
+        self.windows.prune_bound_buckets(self.emitted_before);
+        let replay_start = self.replay_start();
+        if let Some(watermark) = self.cfg.window.watermark(replay_start.head_before) {
+            self.windows
+                .prune_unbound_buckets(watermark.saturating_sub(self.cfg.dedup.horizon_ms));
+        }
+        let replay_from = replay_start.offset;
         let before_replay = self
             .idle_log
             .iter()
@@ -274,13 +325,26 @@ impl PartitionIngest {
             .count();
         self.idle_log.drain(..before_replay);
         self.idle_applied -= before_replay;
+        self.clock.prune(replay_from);
     }
 
+    /// The replay point (module doc): a fixpoint over the open windows and
+    /// the dedup buckets.
     fn replay_start(&self) -> InputStart {
-        self.windows.replay_start(InputStart {
-            offset: self.next_offset,
-            head_before: self.head,
-        })
+        let horizon = self.cfg.dedup.horizon_ms;
+        self.windows.replay_start(
+            InputStart {
+                offset: self.next_offset,
+                head_before: self.head,
+            },
+            self.emitted_before,
+            |head_before| {
+                self.cfg
+                    .window
+                    .watermark(head_before)
+                    .map_or(i64::MIN, |watermark| watermark.saturating_sub(horizon))
+            },
+        )
     }
 
     /// What to commit as offset metadata with the outputs emitted so far
@@ -297,6 +361,7 @@ impl PartitionIngest {
                 .copied()
                 .filter(|(at, _)| *at >= replay_start.offset)
                 .collect(),
+            clock: self.clock.for_replay_from(replay_start.offset),
         }
     }
 

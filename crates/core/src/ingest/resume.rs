@@ -19,6 +19,11 @@ pub struct ResumePoint {
     /// Recorded idle advances `(at_offset, head_ms)` with `at_offset >= replay_from_offset`:
     /// applied before processing the message at `at_offset`.
     pub idle_advances: Vec<(i64, i64)>,
+    /// The recorded ingest clock `(from_offset, wall_ms)`: messages from
+    /// `from_offset` on (up to the next entry) are judged against `wall_ms`.
+    /// The first entry is the last one recorded at or before
+    /// `replay_from_offset` (the base), the others follow it.
+    pub clock: Vec<(i64, i64)>,
 }
 
 /// Why resume metadata could not be parsed.
@@ -63,7 +68,9 @@ pub(crate) fn metadata_fields(text: &str) -> Result<FxHashMap<&str, &str>, Resum
 }
 
 impl ResumePoint {
-    /// Compact, versioned text: `v1;r=<offset>;h=<head|->;e=<emitted|->;i=<off>:<head>,...`.
+    /// Compact, versioned text:
+    /// `v1;r=<offset>;h=<head|->;e=<emitted|->;i=<off>:<head>,...;c=<off>:<ms>,+<d_off>:+<d_ms>,...`
+    /// (the clock after its first entry as differences to the previous one).
     pub fn to_metadata(&self) -> String {
         let mut text = format!(
             "v1;r={};h={};e={};i=",
@@ -76,6 +83,24 @@ impl ResumePoint {
                 text.push(',');
             }
             let _ = write!(text, "{offset}:{head}");
+        }
+        let mut previous: Option<(i64, i64)> = None;
+        for (i, &(offset, wall_ms)) in self.clock.iter().enumerate() {
+            text.push_str(if i == 0 { ";c=" } else { "," });
+            match previous {
+                None => {
+                    let _ = write!(text, "{offset}:{wall_ms}");
+                }
+                Some((previous_offset, previous_ms)) => {
+                    let _ = write!(
+                        text,
+                        "{:+}:{:+}",
+                        offset.wrapping_sub(previous_offset),
+                        wall_ms.wrapping_sub(previous_ms)
+                    );
+                }
+            }
+            previous = Some((offset, wall_ms));
         }
         text
     }
@@ -92,11 +117,27 @@ impl ResumePoint {
                 idle_advances.push((parse_i64(offset, "i")?, parse_i64(head, "i")?));
             }
         }
+        // `c` is absent in metadata written before the ingest clock existed.
+        let mut clock: Vec<(i64, i64)> = Vec::new();
+        if let Some(entries) = fields.get("c").filter(|c| !c.is_empty()) {
+            for (i, pair) in entries.split(',').enumerate() {
+                let (offset, wall_ms) = pair.split_once(':').ok_or(ResumeError::Malformed("c"))?;
+                let (offset, wall_ms) = (parse_i64(offset, "c")?, parse_i64(wall_ms, "c")?);
+                clock.push(match clock.last() {
+                    Some(&(previous_offset, previous_ms)) if i > 0 => (
+                        previous_offset.wrapping_add(offset),
+                        previous_ms.wrapping_add(wall_ms),
+                    ),
+                    _ => (offset, wall_ms),
+                });
+            }
+        }
         Ok(ResumePoint {
             replay_from_offset: parse_i64(get("r")?, "r")?,
             head_before: parse_optional(get("h")?, "h")?,
             emitted_before: parse_optional(get("e")?, "e")?,
             idle_advances,
+            clock,
         })
     }
 }

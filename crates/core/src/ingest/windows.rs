@@ -29,7 +29,9 @@ pub(super) struct InputStart {
     pub(super) head_before: Option<i64>,
 }
 
-/// Whether every fingerprint under `spec` determines its dedup bucket.
+/// Whether the fingerprints under `spec` of events *without* an event_id
+/// determine their dedup bucket. (Under `Auto` an event_id fingerprint never
+/// does: the same id may come again with any later time.)
 pub(super) fn time_bound(spec: &FingerprintSpec, dedup_bucket_ms: i64) -> bool {
     let divides = |time_bucket_ms: i64| {
         time_bucket_ms > 0 && dedup_bucket_ms > 0 && dedup_bucket_ms % time_bucket_ms == 0
@@ -46,6 +48,18 @@ pub(super) fn time_bound(spec: &FingerprintSpec, dedup_bucket_ms: i64) -> bool {
     }
 }
 
+/// A dedup bucket that can still influence an open window or a later dedup
+/// decision.
+#[derive(Clone, Copy, Debug)]
+struct BucketRecord {
+    /// Where its first event was read.
+    start: InputStart,
+    /// The bucket remembers a fingerprint that does not determine its bucket
+    /// (an event_id under `Auto`, or any under a spec that is not
+    /// time-bound): a later sighting in another bucket is judged against it.
+    holds_unbound: bool,
+}
+
 /// The open windows (sorted by start; few) and the first input position of
 /// every dedup bucket that can still influence one of them.
 #[derive(Debug)]
@@ -57,7 +71,7 @@ pub(super) struct WindowSet {
     cell_pool: Vec<WindowCells>,
     dedup_bucket_ms: i64,
     /// Dedup bucket number → where its first event was read.
-    buckets: FxHashMap<i64, InputStart>,
+    buckets: FxHashMap<i64, BucketRecord>,
     /// The bucket noted last (skips the map for runs in one bucket).
     last_bucket: Option<i64>,
 }
@@ -128,18 +142,36 @@ impl WindowSet {
         self.windows.get_mut(index).map(|w| &mut w.cells)
     }
 
-    /// Records where the dedup bucket of event time `time_ms` was first read.
+    /// Records where the dedup bucket of event time `time_ms` was first read,
+    /// and that it holds an unbound fingerprint when `unbound`.
     #[inline]
-    pub(super) fn note_bucket(&mut self, time_ms: i64, offset: i64, head_before: Option<i64>) {
+    pub(super) fn note_bucket(
+        &mut self,
+        time_ms: i64,
+        offset: i64,
+        head_before: Option<i64>,
+        unbound: bool,
+    ) {
         let bucket = time_ms.div_euclid(self.dedup_bucket_ms);
-        if self.last_bucket == Some(bucket) {
+        if self.last_bucket == Some(bucket) && !unbound {
             return;
         }
         self.last_bucket = Some(bucket);
-        self.buckets.entry(bucket).or_insert(InputStart {
-            offset,
-            head_before,
+        let record = self.buckets.entry(bucket).or_insert(BucketRecord {
+            start: InputStart {
+                offset,
+                head_before,
+            },
+            holds_unbound: false,
         });
+        record.holds_unbound |= unbound;
+    }
+
+    /// The end (exclusive) of dedup bucket `bucket`, in event time.
+    fn bucket_end(&self, bucket: i64) -> i64 {
+        bucket
+            .saturating_add(1)
+            .saturating_mul(self.dedup_bucket_ms)
     }
 
     /// Removes and returns the windows starting before `closed_before`, in
@@ -164,21 +196,24 @@ impl WindowSet {
         }
     }
 
-    /// Forgets the buckets no replay needs any more: those ending at or before
-    /// `emitted_before` (they only hold events of emitted windows) that are
-    /// also expired at `expired_before`, or need not be (`time_bound`).
-    pub(super) fn prune_buckets(
-        &mut self,
-        emitted_before: i64,
-        expired_before: i64,
-        time_bound: bool,
-    ) {
+    /// Forgets the buckets of time-bound fingerprints ending at or before
+    /// `emitted_before`: they only hold events of emitted windows.
+    pub(super) fn prune_bound_buckets(&mut self, emitted_before: i64) {
         let bucket_ms = self.dedup_bucket_ms;
-        self.buckets.retain(|&bucket, _| {
-            let end = bucket.saturating_add(1).saturating_mul(bucket_ms);
-            let irrelevant = end <= emitted_before;
-            let expired = end <= expired_before;
-            !(irrelevant && (time_bound || expired))
+        self.buckets.retain(|&bucket, record| {
+            record.holds_unbound
+                || bucket.saturating_add(1).saturating_mul(bucket_ms) > emitted_before
+        });
+        self.last_bucket = None;
+    }
+
+    /// Forgets the buckets with unbound fingerprints that end at or before
+    /// `live_from` (expired at the watermark a replay starts from, which only
+    /// rises).
+    pub(super) fn prune_unbound_buckets(&mut self, live_from: i64) {
+        let bucket_ms = self.dedup_bucket_ms;
+        self.buckets.retain(|&bucket, record| {
+            !record.holds_unbound || bucket.saturating_add(1).saturating_mul(bucket_ms) > live_from
         });
         self.last_bucket = None;
     }
@@ -189,19 +224,51 @@ impl WindowSet {
         self.last_bucket = None;
     }
 
-    /// The earliest input position that rebuilds every open window and every
-    /// kept bucket; `next` when nothing is held.
-    pub(super) fn replay_start(&self, next: InputStart) -> InputStart {
+    /// The replay start, a fixpoint (module doc of `ingest`): the earliest of
+    /// `next`, the first position of every open window and of every bucket
+    /// of time-bound fingerprints ending after `emitted_before`; then lowered
+    /// to the first position of every bucket with unbound fingerprints still
+    /// live at the start's head (`live_from(head_before)`: the first event
+    /// time not expired at its watermark), until it stops moving.
+    pub(super) fn replay_start(
+        &self,
+        next: InputStart,
+        emitted_before: i64,
+        live_from: impl Fn(Option<i64>) -> i64,
+    ) -> InputStart {
         let window_starts = self.windows.iter().map(|w| InputStart {
             offset: w.first_offset,
             head_before: w.head_before,
         });
+        let bound_bucket_starts = self
+            .buckets
+            .iter()
+            .filter(|(bucket, record)| {
+                !record.holds_unbound && self.bucket_end(**bucket) > emitted_before
+            })
+            .map(|(_, record)| record.start);
         let mut earliest = next;
-        for start in window_starts.chain(self.buckets.values().copied()) {
+        for start in window_starts.chain(bound_bucket_starts) {
             if start.offset < earliest.offset {
                 earliest = start;
             }
         }
-        earliest
+        loop {
+            let floor = live_from(earliest.head_before);
+            let lower = self
+                .buckets
+                .iter()
+                .filter(|(bucket, record)| {
+                    record.holds_unbound
+                        && record.start.offset < earliest.offset
+                        && self.bucket_end(**bucket) > floor
+                })
+                .map(|(_, record)| record.start)
+                .min_by_key(|start| start.offset);
+            match lower {
+                Some(start) => earliest = start,
+                None => return earliest,
+            }
+        }
     }
 }
