@@ -15,6 +15,14 @@ pub const HEADER_SOURCE_PARTITION: &str = "rampart.source.partition";
 pub const HEADER_SOURCE_OFFSET: &str = "rampart.source.offset";
 /// Header: the error detail (free text).
 pub const HEADER_ERROR: &str = "rampart.error";
+/// Header (per-event dead letters): the rejected events as `index:reason,...`,
+/// indexes into the original message's batch, ascending; cut after
+/// [`MAX_REJECTED_HEADER`] bytes with a final `,...`.
+pub const HEADER_REJECTED: &str = "rampart.rejected";
+/// Header (per-event dead letters): how many events the payload holds (decimal).
+pub const HEADER_EVENTS: &str = "rampart.events";
+/// Longest `rampart.rejected` value written (bytes).
+pub const MAX_REJECTED_HEADER: usize = 1024;
 
 /// A record for the dead-letter topic. The original record's headers are kept, followed by
 /// rampart's.
@@ -68,6 +76,43 @@ impl DlqRecord {
         }
     }
 
+    /// The dead letter of the rejected events of `message`, whose other events
+    /// were processed: `payload` holds only the rejected events (the caller
+    /// builds it from their original bytes), the original key and headers are
+    /// kept, and `rampart.reason` (the first rejected event's reason),
+    /// `rampart.rejected`, `rampart.events` and the provenance headers are added.
+    pub fn for_events<M: Message>(
+        message: &M,
+        payload: Vec<u8>,
+        rejected: &[(u32, &str)],
+        error: &str,
+    ) -> Self {
+        let reason = rejected.first().map_or("", |r| r.1);
+        let mut list = String::new();
+        for (i, (index, r)) in rejected.iter().enumerate() {
+            let item = format!("{}{index}:{r}", if i > 0 { "," } else { "" });
+            if list.len() + item.len() > MAX_REJECTED_HEADER - 4 {
+                list.push_str(",...");
+                break;
+            }
+            list.push_str(&item);
+        }
+        let count = rejected.len().to_string();
+        let mut record = DlqRecord::new(message, reason, error);
+        record.headers = record
+            .headers
+            .insert(Header {
+                key: HEADER_REJECTED,
+                value: Some(&list),
+            })
+            .insert(Header {
+                key: HEADER_EVENTS,
+                value: Some(&count),
+            });
+        record.payload = Some(payload);
+        record
+    }
+
     /// A record for a `BaseProducer` (or the `ThreadedProducer`) to `topic`.
     pub fn to_base_record<'a>(&'a self, topic: &'a str) -> BaseRecord<'a, [u8], [u8]> {
         let mut record = BaseRecord::to(topic).headers(self.headers.clone());
@@ -106,6 +151,10 @@ pub struct DlqHeaders {
     pub source_offset: Option<i64>,
     /// `rampart.error`.
     pub error: Option<String>,
+    /// `rampart.rejected` (per-event dead letters only).
+    pub rejected: Option<String>,
+    /// `rampart.events` (per-event dead letters only).
+    pub events: Option<u64>,
 }
 
 impl DlqHeaders {
@@ -125,6 +174,8 @@ impl DlqHeaders {
                 HEADER_SOURCE_PARTITION => out.source_partition = value.parse().ok(),
                 HEADER_SOURCE_OFFSET => out.source_offset = value.parse().ok(),
                 HEADER_ERROR => out.error = Some(value.to_owned()),
+                HEADER_REJECTED => out.rejected = Some(value.to_owned()),
+                HEADER_EVENTS => out.events = value.parse().ok(),
                 _ => {}
             }
         }
@@ -168,9 +219,47 @@ mod tests {
                 source_partition: Some(3),
                 source_offset: Some(42),
                 error: Some("invalid wire type".into()),
+                ..DlqHeaders::default()
             }
         );
         let first = record.headers.iter().next().unwrap();
         assert_eq!((first.key, first.value), ("trace", Some(&b"abc"[..])));
+    }
+
+    #[test]
+    fn per_event_dead_letter_lists_rejected_events_within_bounds() {
+        let message = OwnedMessage::new(
+            Some(b"whole".to_vec()),
+            Some(b"k".to_vec()),
+            "events".to_owned(),
+            Timestamp::NotAvailable,
+            1,
+            7,
+            None,
+        );
+        let record = DlqRecord::for_events(
+            &message,
+            b"only-bad".to_vec(),
+            &[(3, "port_out_of_range"), (9, "time_in_future")],
+            "2 of the message's events are invalid",
+        );
+        assert_eq!(record.payload.as_deref(), Some(&b"only-bad"[..]));
+        let back = DlqHeaders::from_message(&message.clone().replace_headers(Some(record.headers)));
+        assert_eq!(back.reason.as_deref(), Some("port_out_of_range"));
+        assert_eq!(
+            back.rejected.as_deref(),
+            Some("3:port_out_of_range,9:time_in_future")
+        );
+        assert_eq!((back.events, back.source_offset), (Some(2), Some(7)));
+        let many: Vec<(u32, &str)> = (0..10_000).map(|i| (i, "unknown_kind")).collect();
+        let record = DlqRecord::for_events(&message, Vec::new(), &many, "");
+        let back = DlqHeaders::from_message(&message.replace_headers(Some(record.headers)));
+        let list = back.rejected.unwrap();
+        assert!(
+            list.len() <= MAX_REJECTED_HEADER && list.ends_with(",..."),
+            "{}",
+            list.len()
+        );
+        assert_eq!(back.events, Some(10_000));
     }
 }

@@ -8,19 +8,20 @@
 //! are broadcast to every partials partition after the partials they cover.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use rampart_core::enrich::Enricher;
 use rampart_core::ingest::{IngestConfig, PartitionIngest, ResumePoint};
 use rampart_core::proto::v1::internal::{Partial, PartialBatch, WindowClosed};
 use rampart_core::validate::Rejection;
+use rdkafka::Timestamp;
 use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
 use tracing::{debug, warn};
 
 use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying};
-use crate::records::{OutRecord, dead_letter, partials_hash};
+use crate::records::{OutRecord, dead_letter, events_dead_letter, partials_hash};
 use crate::stage::{Handler, Start};
 use crate::telemetry::IngestMetrics;
 
@@ -40,6 +41,21 @@ struct IngestPartition {
     /// is merely slow (a stalled fetch, a busy machine) must not, or its own
     /// pending events would turn late.
     at_end: bool,
+    /// Wall ms of the partition's last ingest clock entry.
+    clock_ms: i64,
+}
+
+/// The partition's ingest clock moves in steps of this (ms) for `max_future`:
+/// a tenth of it, within 1..=10 s (10 s at the default 5 min), so the clock
+/// lags the wall clock by at most that and few entries are recorded.
+fn clock_step_ms(max_future_ms: i64) -> i64 {
+    (max_future_ms / 10).clamp(1_000, 10_000)
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Static wiring of the ingest stage.
@@ -184,12 +200,21 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             "ingest partition assigned"
         );
         let now = Instant::now();
-        let part = Replaying::new(restored, |resume| IngestPartition {
-            core: self.new_core(partition, resume),
-            last_input: now,
-            input_since_tick: false,
-            last_idle_advance: now,
-            at_end: false,
+        // Messages from the committed offset on are new: judged by the clock
+        // from now. Those below it replay under the recorded clock.
+        let clock_ms = wall_ms();
+        let replay_until = restored.replay_until;
+        let part = Replaying::new(restored, |resume| {
+            let mut core = self.new_core(partition, resume);
+            core.record_clock(replay_until, clock_ms);
+            IngestPartition {
+                core,
+                last_input: now,
+                input_since_tick: false,
+                last_idle_advance: now,
+                at_end: false,
+                clock_ms,
+            }
         });
         let fetch_from = part.next_offset();
         self.partitions.insert(partition, part);
@@ -215,14 +240,29 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         state.input_since_tick = true;
         state.at_end = false;
         let payload = msg.payload().unwrap_or_default();
-        let timestamp = msg.timestamp().to_millis();
+        // The broker's append time is trusted; a CreateTime never is (the
+        // partition's ingest clock judges then).
+        let append_time = match msg.timestamp() {
+            Timestamp::LogAppendTime(ms) => Some(ms),
+            _ => None,
+        };
         match state
             .core
-            .process_batch(payload, timestamp, offset, &mut self.enricher)
+            .process_batch(payload, append_time, offset, &mut self.enricher)
         {
             Ok(stats) => {
                 if !replaying {
                     self.metrics.batch(payload.len(), &stats);
+                    let rejected = state.core.rejected_events();
+                    if let Some(&(_, first)) = rejected.first() {
+                        self.metrics.events_rejected(first, stats.rejected);
+                        out.push(events_dead_letter(
+                            &self.wiring.dlq_topic,
+                            msg,
+                            rejected,
+                            describe(first),
+                        ));
+                    }
                 }
             }
             Err(rejection) => {
@@ -248,6 +288,18 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
 
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>) {
         let idle_timeout = self.wiring.idle_timeout_ms.max(1) as u128;
+        // The ingest clock: a new entry per partition once the wall clock is a
+        // step ahead of the last one, from the next offset on (never while the
+        // partition replays: replayed messages keep their recorded clock).
+        let wall = wall_ms();
+        let step = clock_step_ms(self.config.limits.max_future_ms);
+        for part in self.partitions.values_mut() {
+            if !part.is_replaying() && wall >= part.state.clock_ms.saturating_add(step) {
+                let next = part.next_offset().unwrap_or(0);
+                part.state.core.record_clock(next, wall);
+                part.state.clock_ms = wall;
+            }
+        }
         for part in self.partitions.values_mut() {
             let state = &mut part.state;
             if state.input_since_tick {
@@ -323,8 +375,12 @@ fn describe(r: Rejection) -> &'static str {
         Rejection::BatchTooLarge => "batch holds more events than validate.max_batch_events",
         Rejection::EmptyBatch => "batch holds no events",
         Rejection::MissingTime => "an event has no time_ms",
-        Rejection::TimeInFuture => "an event's time is too far ahead of the message timestamp",
-        Rejection::TimeTooOld => "an event's time is too far behind the message timestamp",
+        Rejection::TimeInFuture => {
+            "an event's time is more than validate.max_future ahead of the trusted now (broker append time or ingest clock)"
+        }
+        Rejection::TimeTooOld => {
+            "an event's time is more than validate.max_past behind the trusted now (broker append time or ingest clock)"
+        }
         Rejection::MissingSrcIp => "an event has no src_ip",
         Rejection::BadSrcIpLength => "an event's src_ip is neither 4 nor 16 bytes",
         Rejection::MissingDstIp => "an event has no dst_ip",

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use rampart_core::proto::v1::{Dimension, Rollup};
-use rdkafka::message::{BorrowedMessage, OwnedHeaders};
+use rampart_core::validate::Rejection;
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 
 /// A record a handler wants published.
 #[derive(Clone, Debug)]
@@ -30,6 +31,34 @@ pub(crate) fn dead_letter(
     detail: &str,
 ) -> OutRecord {
     let rec = rampart_kafka::DlqRecord::new(msg, reason, detail);
+    OutRecord {
+        topic: topic.clone(),
+        partition: None,
+        key: rec.key,
+        payload: rec.payload.unwrap_or_default(),
+        headers: Some(rec.headers),
+    }
+}
+
+/// The dead letter of a message's rejected events (the others were
+/// aggregated): their original bytes as an `AttackEventBatch`, the original
+/// key and headers, `rampart.reason` (the first one's, explained by
+/// `detail`), `rampart.rejected`, `rampart.events` and the provenance.
+pub(crate) fn events_dead_letter(
+    topic: &Arc<str>,
+    msg: &BorrowedMessage<'_>,
+    rejected: &[(u32, Rejection)],
+    detail: &str,
+) -> OutRecord {
+    let indexes: Vec<u32> = rejected.iter().map(|&(index, _)| index).collect();
+    // The payload decoded a moment ago, so selecting from it cannot fail.
+    let payload = rampart_core::event::select_events(msg.payload().unwrap_or_default(), &indexes)
+        .unwrap_or_default();
+    let named: Vec<(u32, &str)> = rejected
+        .iter()
+        .map(|&(index, rejection)| (index, rejection.as_str()))
+        .collect();
+    let rec = rampart_kafka::DlqRecord::for_events(msg, payload, &named, detail);
     OutRecord {
         topic: topic.clone(),
         partition: None,

@@ -1,6 +1,6 @@
 //! The ingest handler's metrics: input counted per message and handed to
-//! the registry once per tick, rejections, partials sent, and the dedup and
-//! watermark gauges.
+//! the registry once per tick, rejections (of messages and of events),
+//! partials sent, and the dedup and watermark gauges.
 
 use std::sync::Arc;
 
@@ -108,6 +108,16 @@ impl IngestMetrics {
         self.dlq_messages.increment(1);
         self.invalid_input.increment(1);
         if let Some((_, counter)) = self.discarded.iter().find(|(r, _)| *r == rejection) {
+            counter.increment(1);
+        }
+    }
+
+    /// `n` events of a processed message rejected, dead-lettered in one
+    /// record under the reason of the first.
+    pub(crate) fn events_rejected(&self, first: Rejection, n: u64) {
+        self.dlq_messages.increment(1);
+        self.invalid_input.increment(n);
+        if let Some((_, counter)) = self.discarded.iter().find(|(r, _)| *r == first) {
             counter.increment(1);
         }
     }
