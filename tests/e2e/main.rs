@@ -14,6 +14,7 @@ mod common;
 
 mod codecs;
 mod demo;
+mod events;
 mod fixtures;
 mod loadgen;
 mod run;

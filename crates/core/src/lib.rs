@@ -9,7 +9,8 @@
 //! Must not know about: Kafka, tokio, threads, clocks, files, metrics
 //! registries. Everything here is a deterministic function of its inputs, so it
 //! is benchmarked and property-tested alone. The wall clock never enters: "now"
-//! is always a parameter (the Kafka message timestamp, or a recorded idle advance).
+//! is always a parameter (the broker's LogAppendTime, the ingest clock entries
+//! the stage records, or a recorded idle advance).
 
 pub mod aggregate;
 pub mod dedup;

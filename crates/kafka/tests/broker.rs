@@ -229,6 +229,7 @@ async fn dlq_record_headers_survive_the_broker() {
             source_partition: Some(0),
             source_offset: Some(1),
             error: Some("invalid protobuf: wire type 7".into()),
+            ..DlqHeaders::default()
         }
     );
     use rdkafka::message::Headers;

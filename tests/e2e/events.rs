@@ -2,20 +2,14 @@
 //! producer (not loadgen), `rampart run` against the real broker, rollups
 //! compared with the reference model and the DLQ read back.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
 use prost::Message as _;
 use rampart_core::model::{self, ModelInput, ModelOutput};
 use rampart_core::proto::v1::{AttackEvent, AttackEventBatch, Dimension};
 use rampart_core::validate::Rejection;
-use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use rdkafka::util::Timeout;
+
+use crate::common::*;
 
 /// A far-future time: 2100-01-01.
 const YEAR_2100: i64 = 4_102_444_800_000;
@@ -29,36 +23,54 @@ fn now_ms() -> i64 {
 
 /// An empty loadgen workload: its world, config and topics, no records.
 fn empty_workload() -> Workload {
-    workload(Spec {
-        events: 0,
-        partitions: 1,
-        malformed_share: 0.0,
-        ..Spec::default()
-    })
+    workload(
+        broker(),
+        &Spec {
+            events: 0,
+            partitions: 1,
+            malformed_share: 0.0,
+            ..Spec::default()
+        },
+    )
 }
 
 /// Sends `(payload, CreateTime)` messages to partition 0 with a plain producer.
 fn send(topic: &str, messages: &[(Vec<u8>, i64)]) {
-    let producer: ThreadedProducer<_> = ClientConfig::new()
+    let records: Vec<PlainRecord> = messages
+        .iter()
+        .map(|(payload, ts)| PlainRecord {
+            partition: 0,
+            timestamp_ms: *ts,
+            key: Some(b"k".to_vec()),
+            payload: Some(payload.clone()),
+            headers: vec![("trace".into(), b"t-1".to_vec())],
+        })
+        .collect();
+    let at = produce_plain(broker().bootstrap(), topic, Compression::None, &records);
+    assert!(at.iter().all(|&(p, _)| p == 0));
+}
+
+/// Kafka 4 refuses a CreateTime more than an hour ahead by default
+/// (`message.timestamp.after.max.ms`); many clusters allow it, and then
+/// nothing but rampart stands between a broken sensor clock and the windows.
+fn accept_any_create_time(topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker().bootstrap())
-        .set("enable.idempotence", "true")
         .create()
         .unwrap();
-    for (payload, ts) in messages {
-        producer
-            .send(
-                BaseRecord::<[u8], [u8]>::to(topic)
-                    .partition(0)
-                    .key(&b"k"[..])
-                    .payload(payload.as_slice())
-                    .timestamp(*ts),
-            )
-            .map_err(|(e, _)| e)
-            .unwrap();
-    }
-    producer
-        .flush(Timeout::After(Duration::from_secs(30)))
+    let change = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("retention.ms", "-1")
+        .set("message.timestamp.after.max.ms", "9223372036854775807");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
         .unwrap();
+    let res = rt
+        .block_on(admin.alter_configs(&[change], &AdminOptions::new()))
+        .unwrap();
+    assert!(res.iter().all(Result::is_ok), "{res:?}");
 }
 
 fn event(time_ms: i64, n: u32, id: &str) -> AttackEvent {
@@ -101,12 +113,18 @@ fn truth(w: &Workload, messages: &[(Vec<u8>, i64)], now: i64) -> ModelOutput {
 }
 
 /// Runs rampart until `want` rollups and `dlq` dead letters are out; returns both.
-fn run_until(w: &Workload, want: usize, dlq: usize) -> (Vec<Read>, Vec<Read>) {
-    let mut child = w.rampart(&["--instance", "events"]);
-    let rollups = read_until(&w.topics.rollups, Duration::from_secs(120), |all| {
-        all.len() >= want
-    });
-    let dead = read_until(&w.topics.dlq, Duration::from_secs(30), |all| {
+fn run_until(w: &Workload, want: usize, dlq: usize) -> (Vec<Read>, Vec<DeadLetter>) {
+    let _shared = machine_shared();
+    let instance = rampart_testkit::unique_name("events");
+    let mut child = w.rampart(&["--instance", &instance]);
+    let bootstrap = broker().bootstrap();
+    let rollups = read_until(
+        bootstrap,
+        &w.topics.rollups,
+        Duration::from_secs(120),
+        |all| all.len() >= want,
+    );
+    let dead = read_dead_letters(bootstrap, &w.topics.dlq, Duration::from_secs(30), |all| {
         all.len() >= dlq
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -133,6 +151,7 @@ fn assert_rollups_equal(truth: &ModelOutput, reads: &[Read]) {
 #[test]
 fn a_future_clock_cannot_poison_a_partition() {
     let w = empty_workload();
+    accept_any_create_time(&w.topics.input);
     let now = now_ms();
     let start = now - 120_000;
     let mut messages = vec![(batch(vec![event(YEAR_2100, 0, "")]), YEAR_2100)];
@@ -158,12 +177,16 @@ fn a_future_clock_cannot_poison_a_partition() {
         .sum();
     assert_eq!(counted, 3_000);
     assert_eq!(dlq.len(), 1, "{dlq:?}");
-    let d = &dlq[0];
-    assert_eq!(d.headers["rampart.reason"], "time_in_future");
-    assert_eq!(d.headers["rampart.rejected"], "0:time_in_future");
-    assert_eq!(d.headers["rampart.events"], "1");
-    assert_eq!(d.headers["rampart.source.offset"], "0");
-    assert_eq!(d.payload, messages[0].0, "the rejected event's own bytes");
+    let d = &dlq[0].rampart;
+    assert_eq!(d.reason.as_deref(), Some("time_in_future"));
+    assert_eq!(d.rejected.as_deref(), Some("0:time_in_future"));
+    assert_eq!((d.events, d.source_offset), (Some(1), Some(0)));
+    assert_eq!(d.source_topic.as_deref(), Some(w.topics.input.as_str()));
+    assert_eq!(
+        dlq[0].payload.as_deref(),
+        Some(messages[0].0.as_slice()),
+        "the rejected event's own bytes"
+    );
 }
 
 /// Item 4: a 201-event message with one `dst_port = 70000`: the 200 valid
@@ -192,11 +215,12 @@ fn one_bad_event_is_dead_lettered_alone() {
     );
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     let d = &dlq[0];
-    assert_eq!(d.headers["rampart.reason"], "port_out_of_range");
-    assert_eq!(d.headers["rampart.rejected"], "100:port_out_of_range");
-    assert_eq!(d.headers["rampart.events"], "1");
-    assert_eq!(d.key, b"k");
-    let back = AttackEventBatch::decode(d.payload.as_slice()).unwrap();
+    assert_eq!(d.rampart.reason.as_deref(), Some("port_out_of_range"));
+    assert_eq!(d.rampart.rejected.as_deref(), Some("100:port_out_of_range"));
+    assert_eq!(d.rampart.events, Some(1));
+    assert_eq!(d.key.as_deref(), Some(&b"k"[..]));
+    assert_eq!(d.headers[0], ("trace".to_owned(), Some(b"t-1".to_vec())));
+    let back = AttackEventBatch::decode(d.payload.as_deref().unwrap_or_default()).unwrap();
     assert_eq!(back.events, vec![bad]);
 }
 
