@@ -43,7 +43,8 @@ pub struct LoadgenArgs {
     #[arg(long)]
     pub brokers: Option<String>,
     /// Input topic (default: from --config, else attacks.raw). Created when
-    /// missing (retention.ms=-1); an existing topic must have --partitions partitions.
+    /// missing (retention.ms=-1, message.timestamp.after.max.ms unbounded for
+    /// --future-share); an existing topic must have --partitions partitions.
     #[arg(long)]
     pub topic: Option<String>,
     /// Partitions the records are spread over (must equal the input topic's
@@ -420,8 +421,9 @@ pub fn write_world_files(world: &World, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the input topic with `wanted` (default 4) partitions and
-/// `retention.ms=-1` when missing; returns its partition count. An existing
+/// Creates the input topic with `wanted` (default 4) partitions,
+/// `retention.ms=-1` and no bound on how far ahead a CreateTime may be
+/// (`message.timestamp.after.max.ms`) when missing; returns its partition count. An existing
 /// topic with another count than `wanted` is an error.
 pub fn ensure_input_topic(
     brokers: &str,
@@ -448,7 +450,10 @@ pub fn ensure_input_topic(
             let n = wanted.unwrap_or(DEFAULT_PARTITIONS);
             let spec = rampart_kafka::TopicSpec::new(topic, n as i32)
                 .replication(-1)
-                .config("retention.ms", "-1");
+                .config("retention.ms", "-1")
+                // Clock-skewed sensors (--future-share) stamp CreateTimes far
+                // ahead, which Kafka 4 refuses by default (1 h).
+                .config("message.timestamp.after.max.ms", "9223372036854775807");
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
