@@ -283,3 +283,107 @@ impl Drop for Fleet {
         }
     }
 }
+
+/// A `rampart run` whose stderr lines the test reads (and echoes).
+pub struct LoggedRampart {
+    pub child: Child,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LoggedRampart {
+    /// `rampart run --config <config> <args>` with `env`, stderr captured.
+    pub fn start(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(RAMPART_BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("RAMPART_LOG", "info,rdkafka=warn")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rampart");
+        let stderr = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let pid = child.id();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                eprintln!("[rampart {pid}] {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
+        LoggedRampart { child, lines }
+    }
+
+    /// The first captured line containing `needle`, waiting up to `limit`.
+    pub fn wait_for_line(&self, needle: &str, limit: Duration) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return Some(l.clone());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// The metrics address it logged (`metrics.listen = "127.0.0.1:0"`).
+    pub fn metrics_addr(&self) -> String {
+        let marker = "metrics listening on http://";
+        let line = self
+            .wait_for_line(marker, Duration::from_secs(30))
+            .expect("rampart did not log its metrics address");
+        let rest = &line[line.find(marker).unwrap() + marker.len()..];
+        rest.chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for LoggedRampart {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GET `path` from `addr`: the status code and body, `None` when nothing answers.
+pub fn http_status(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Some((code, body))
+}

@@ -15,6 +15,7 @@ mod common;
 mod codecs;
 mod demo;
 mod events;
+mod failures;
 mod fixtures;
 mod loadgen;
 mod run;

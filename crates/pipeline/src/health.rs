@@ -108,6 +108,32 @@ impl StageStatus {
     }
 }
 
+fn failure_slot() -> &'static Mutex<Option<String>> {
+    static FAILURE: OnceLock<Mutex<Option<String>>> = OnceLock::new();
+    FAILURE.get_or_init(|| Mutex::new(None))
+}
+
+/// A stage of this process failed fatally: `/health` answers 503 with
+/// `reason` from now on (the first failure wins) while the others stop.
+pub(crate) fn mark_failed(reason: String) {
+    lock(failure_slot()).get_or_insert(reason);
+}
+
+/// Why the process is failing, if a stage failed fatally.
+pub(crate) fn failure() -> Option<String> {
+    lock(failure_slot()).clone()
+}
+
+/// A new run starts healthy.
+pub(crate) fn clear_failure() {
+    *lock(failure_slot()) = None;
+}
+
+/// `/health`: `Ok` while no stage failed fatally.
+pub(crate) fn liveness() -> Result<(), String> {
+    failure().map_or(Ok(()), Err)
+}
+
 fn registry() -> &'static Mutex<Vec<Arc<StageStatus>>> {
     static STAGES: OnceLock<Mutex<Vec<Arc<StageStatus>>>> = OnceLock::new();
     STAGES.get_or_init(|| Mutex::new(Vec::new()))
@@ -143,6 +169,7 @@ pub(crate) fn started_stages() -> Vec<Arc<StageStatus>> {
 /// consumer lag is known and at most [`READY_MAX_LAG_MESSAGES`]; otherwise a
 /// short reason.
 pub(crate) fn readiness() -> Result<(), String> {
+    liveness()?;
     let started = started_stages();
     if let Some(reason) = started.iter().find_map(|s| s.not_ready_reason()) {
         return Err(reason);
@@ -156,6 +183,22 @@ pub(crate) fn readiness() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_stage_fails_health_and_readiness_until_a_new_run() {
+        clear_failure();
+        assert_eq!(liveness(), Ok(()));
+        mark_failed("merge: fenced".into());
+        mark_failed("ingest: stopped after merge".into());
+        assert_eq!(
+            liveness(),
+            Err("merge: fenced".to_string()),
+            "first failure wins"
+        );
+        assert_eq!(readiness(), Err("merge: fenced".to_string()));
+        clear_failure();
+        assert_eq!(liveness(), Ok(()));
+    }
 
     #[test]
     fn a_stage_is_ready_only_assigned_replayed_and_caught_up() {

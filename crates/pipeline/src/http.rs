@@ -1,6 +1,7 @@
 //! The operator endpoints on `metrics.listen`: `/metrics` (Prometheus text
 //! exposition rendered from the installed recorder), `/health` (200 while the
-//! process serves) and `/ready` (200 when every stage is assigned and caught
+//! process serves, 503 from the moment a stage failed fatally while the
+//! process stops) and `/ready` (200 when every stage is assigned and caught
 //! up, 503 with a short reason otherwise; see `crate::health::readiness`).
 //!
 //! A deliberately tiny HTTP/1.1 server (GET/HEAD, one request per
@@ -169,7 +170,10 @@ fn route(method: &str, target: &str, handle: &PrometheusHandle) -> Response {
                 content_type: "text/plain; version=0.0.4; charset=utf-8",
             }
         }
-        "/health" => text("200 OK", "ok\n"),
+        "/health" => match crate::health::liveness() {
+            Ok(()) => text("200 OK", "ok\n"),
+            Err(reason) => text("503 Service Unavailable", format!("failed: {reason}\n")),
+        },
         "/ready" => match crate::health::readiness() {
             Ok(()) => text("200 OK", "ready\n"),
             Err(reason) => text("503 Service Unavailable", format!("not ready: {reason}\n")),

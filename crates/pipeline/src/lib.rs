@@ -23,6 +23,7 @@
 
 mod checkpoint;
 pub mod config;
+mod consumer_error;
 mod health;
 pub mod http;
 mod ingest;
@@ -202,6 +203,7 @@ pub fn run(
     counters_out: Option<&std::sync::Mutex<RunCounters>>,
 ) -> Result<(), RunError> {
     let cfg = &settings.raw;
+    health::clear_failure();
     let admin = admin(settings)?;
     if cfg.topics.create {
         ensure_topics(settings, &admin)?;
@@ -253,12 +255,7 @@ pub fn run(
                 shared.clone(),
                 telemetry.clone(),
             )?;
-            let flag = shutdown.clone();
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("ingest-{i}"))
-                    .spawn(move || stage.run(&flag)),
-            );
+            threads.push(spawn_stage(format!("ingest-{i}"), stage, shutdown.clone()));
         }
         counters.ingest = Some(shared);
     }
@@ -285,12 +282,7 @@ pub fn run(
             telemetry,
         )?;
         counters.merge = Some(merge_counters);
-        let flag = shutdown.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name("merge".into())
-                .spawn(move || stage.run(&flag)),
-        );
+        threads.push(spawn_stage("merge".into(), stage, shutdown.clone()));
     }
     if let Some(out) = counters_out {
         *out.lock()
@@ -306,12 +298,60 @@ pub fn run(
             Err(e) => Err(RunError::Other(format!("cannot start thread: {e}"))),
         };
         if let Err(e) = res {
-            // One stage failing stops the other too.
+            // Normally the failing thread has stopped the others already.
             shutdown.store(true, std::sync::atomic::Ordering::Relaxed);
             first_err.get_or_insert(e);
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// Runs `stage` on its own thread. The first stage thread that ends with an
+/// error (or panics) turns `/health` to 503 and sets `shutdown`, so every
+/// other stage checkpoints and stops within a poll interval and `run`
+/// returns that error: the process exits non-zero in seconds, whichever
+/// thread failed (not only when the first one joined fails).
+fn spawn_stage<H: stage::Handler>(
+    name: String,
+    stage: Stage<H>,
+    shutdown: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<Result<(), StageError>>> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let guard = StopAllOnFailure {
+                name,
+                shutdown: shutdown.clone(),
+            };
+            let result = stage.run(&shutdown);
+            if let Err(e) = &result {
+                guard.fail(&e.to_string());
+            }
+            result
+        })
+}
+
+/// Stops the whole process's stages when its stage thread fails or panics.
+struct StopAllOnFailure {
+    name: String,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl StopAllOnFailure {
+    fn fail(&self, reason: &str) {
+        tracing::error!(stage = %self.name, error = %reason, "stage failed; stopping every stage");
+        health::mark_failed(format!("{}: {reason}", self.name));
+        self.shutdown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for StopAllOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.fail("panicked");
+        }
+    }
 }
 
 /// Creates the topics that are missing, with rampart's configs; existing

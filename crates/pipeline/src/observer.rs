@@ -26,6 +26,8 @@ pub(crate) enum StageEvent<'a> {
     CheckpointAborted,
     /// The producer reported a record it could not deliver.
     DeliveryFailed,
+    /// A consumer error librdkafka retries in place (nothing skipped).
+    ConsumerErrorRetried,
 }
 
 /// Receives a stage's events. Called from the stage thread and from

@@ -38,6 +38,7 @@
 //! metric (the handlers import this module; `telemetry` implements the
 //! observer).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -54,6 +55,7 @@ use tracing::{debug, info, warn};
 
 use crate::checkpoint::{CheckpointError, PartitionCheckpoint};
 use crate::config::Guarantee;
+use crate::consumer_error::{self, ConsumerErrorClass};
 use crate::observer::{StageEvent, StageObserver};
 use crate::records::OutRecord;
 
@@ -124,6 +126,27 @@ pub enum StageError {
     Fatal(#[source] KafkaError),
     #[error("{0}")]
     Checkpoint(#[from] CheckpointError),
+    /// A consumer error that skips input records; rampart stops rather than
+    /// lose them silently (see `consumer_error`).
+    #[error(
+        "{stage}: consumer error that would skip input records: {error} ({report}); stopping \
+         instead of skipping them (README, \"Consumer errors\")"
+    )]
+    RecordsSkipped {
+        stage: &'static str,
+        #[source]
+        error: KafkaError,
+        report: String,
+    },
+    /// The consumer's position could not be set or read, so the rebuilt state
+    /// and the records fetched next would not match.
+    #[error("{stage}: {what} failed: {error}; stopping for a restart")]
+    Recovery {
+        stage: &'static str,
+        what: &'static str,
+        #[source]
+        error: KafkaError,
+    },
 }
 
 struct DeliveryCtx {
@@ -157,6 +180,8 @@ struct Inner<H: Handler> {
     needs_rewind: bool,
     /// Set when the stage must stop; the loop returns it.
     fatal: Option<StageError>,
+    /// Where each assigned partition was last started (assign or rewind).
+    starts: BTreeMap<i32, i64>,
 }
 
 struct StageCtx<H: Handler> {
@@ -202,23 +227,22 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 info!(stage = inner.settings.name, partitions = ?parts, "partitions assigned");
-                let committed = consumer.committed_offsets(tpl.clone(), Duration::from_secs(30));
-                let committed = match committed {
+                let committed = match consumer_error::committed_offsets(consumer, tpl) {
                     Ok(c) => c,
                     Err(e) => {
-                        warn!(error = %e, "cannot read committed offsets; will retry by rewinding");
-                        inner.needs_rewind = true;
-                        tpl.clone()
+                        inner.stop_for_recovery("reading committed offsets on assign", e);
+                        return;
                     }
                 };
                 let topic = inner.settings.input_topic.clone();
                 for p in parts {
                     let entry = committed.find_partition(&topic, p);
                     let Some(start) = inner.start_partition(p, entry.as_ref()) else {
-                        continue;
+                        return;
                     };
                     if let Err(e) = tpl.set_partition_offset(&topic, p, start) {
-                        warn!(error = %e, partition = p, "cannot set start offset");
+                        inner.stop_for_recovery("setting a start offset", e);
+                        return;
                     }
                 }
                 let count = tpl.count() as u64;
@@ -232,7 +256,7 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                     consumer.assign(tpl)
                 };
                 if let Err(e) = res {
-                    warn!(error = %e, "assign failed");
+                    inner.stop_for_recovery("assign", e);
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -246,6 +270,7 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                 }
                 for p in &parts {
                     inner.handler.revoke(*p);
+                    inner.starts.remove(p);
                 }
                 let count = tpl.count() as u64;
                 inner.counters.assigned.fetch_sub(count, Ordering::Relaxed);
@@ -258,12 +283,14 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                     consumer.unassign()
                 };
                 if let Err(e) = res {
-                    warn!(error = %e, "unassign failed");
+                    inner.stop_for_recovery("unassign", e);
                 }
             }
             other => {
                 warn!(error = ?other, "rebalance error");
-                let _ = consumer.unassign();
+                if let Err(e) = consumer.unassign() {
+                    inner.stop_for_recovery("unassign after a rebalance error", e);
+                }
             }
         }
     }
@@ -323,7 +350,8 @@ impl<H: Handler> Inner<H> {
         for checkpoint in &offsets {
             let mut e = tpl.add_partition(&self.settings.input_topic, checkpoint.partition);
             if let Err(err) = e.set_offset(Offset::Offset(checkpoint.next_offset)) {
-                warn!(error = %err, "bad offset");
+                self.stop_for_recovery("setting a checkpoint offset", err);
+                return;
             }
             e.set_metadata(checkpoint.metadata.as_str());
         }
@@ -412,13 +440,29 @@ impl<H: Handler> Inner<H> {
             _ => None,
         });
         match self.handler.assign(partition, committed) {
-            Ok(start) => Some(start.fetch_from.map_or(Offset::Beginning, Offset::Offset)),
+            Ok(start) => {
+                if let Some(offset) = start.fetch_from {
+                    self.starts.insert(partition, offset);
+                }
+                Some(start.fetch_from.map_or(Offset::Beginning, Offset::Offset))
+            }
             Err(e) => {
                 warn!(stage = self.settings.name, partition, error = %e, "cannot start partition; stopping");
                 self.fatal.get_or_insert(e.into());
                 None
             }
         }
+    }
+
+    /// The consumer's position cannot be trusted: the stage stops (the first
+    /// error wins) and the process restarts from what committed.
+    fn stop_for_recovery(&mut self, what: &'static str, error: KafkaError) {
+        warn!(stage = self.settings.name, what, error = %error, "recovery step failed; stopping");
+        self.fatal.get_or_insert(StageError::Recovery {
+            stage: self.settings.name,
+            what,
+            error,
+        });
     }
 
     /// After an abort: rebuild every owned partition from its committed state.
@@ -438,26 +482,19 @@ impl<H: Handler> Inner<H> {
         self.handler.reset();
         let assignment = match consumer.assignment() {
             Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "cannot read assignment");
-                return;
-            }
+            Err(e) => return self.stop_for_recovery("reading the assignment after an abort", e),
         };
-        let committed =
-            match consumer.committed_offsets(assignment.clone(), Duration::from_secs(30)) {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "cannot read committed offsets; retrying later");
-                    return;
-                }
-            };
+        let committed = match consumer_error::committed_offsets(consumer, &assignment) {
+            Ok(c) => c,
+            Err(e) => return self.stop_for_recovery("reading committed offsets after an abort", e),
+        };
         let topic = self.settings.input_topic.clone();
         for e in committed.elements_for_topic(&topic) {
             let Some(start) = self.start_partition(e.partition(), Some(&e)) else {
                 return;
             };
             if let Err(err) = consumer.seek(&topic, e.partition(), start, Duration::from_secs(10)) {
-                warn!(error = %err, partition = e.partition(), "seek failed");
+                return self.stop_for_recovery("seek after an abort", err);
             }
         }
         self.needs_rewind = false;
@@ -509,6 +546,7 @@ impl<H: Handler> Stage<H> {
             dirty: false,
             needs_rewind: false,
             fatal: None,
+            starts: BTreeMap::new(),
         }));
         let consumer: BaseConsumer<StageCtx<H>> = settings
             .consumer
@@ -548,8 +586,24 @@ impl<H: Handler> Stage<H> {
                     inner.handler.process(&msg, &mut out);
                     inner.send(&mut out);
                 }
-                Some(Err(KafkaError::PartitionEOF(p))) => inner.handler.at_end(p),
-                Some(Err(e)) => warn!(stage = name, error = %e, "consumer error"),
+                Some(Err(e)) => match consumer_error::classify(&e) {
+                    ConsumerErrorClass::EndOfPartition(p) => inner.handler.at_end(p),
+                    ConsumerErrorClass::Retried => {
+                        warn!(stage = name, error = %e, "consumer error; librdkafka retries");
+                        inner.observer.observe(StageEvent::ConsumerErrorRetried);
+                    }
+                    ConsumerErrorClass::RecordsSkipped => {
+                        let topic = &inner.settings.input_topic;
+                        let report =
+                            consumer_error::lost_input_report(&self.consumer, topic, &inner.starts);
+                        return Err(StageError::RecordsSkipped {
+                            stage: name,
+                            error: e,
+                            report,
+                        });
+                    }
+                    ConsumerErrorClass::Fatal => return Err(StageError::Fatal(e)),
+                },
                 None => {}
             }
             let now = Instant::now();

@@ -264,6 +264,27 @@ impl KafkaBroker {
         Ok(())
     }
 
+    /// Deletes the records of `topic`'s `partition` before `offset` (Kafka's
+    /// DeleteRecords, as retention would), so its first offset becomes `offset`.
+    pub fn delete_records_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), TestkitError> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()?;
+        let mut offsets = rdkafka::TopicPartitionList::new();
+        offsets.add_partition_offset(topic, partition, rdkafka::Offset::Offset(offset))?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let result = block_on(admin.delete_records(&offsets, &options))?;
+        for e in result.elements() {
+            e.error()?;
+        }
+        Ok(())
+    }
+
     fn private_or_err(&self) -> Result<&Mutex<Private>, TestkitError> {
         self.private
             .as_ref()

@@ -52,7 +52,7 @@ pub(crate) fn describe_all() {
     describe_counter!(
         "rampart_errors_total",
         Unit::Count,
-        "Errors by stage and error_type (invalid_input, malformed_partials, delivery_failed, checkpoint_aborted)."
+        "Errors by stage and error_type (invalid_input, malformed_partials, delivery_failed, checkpoint_aborted, consumer_retried: a connection-level consumer error librdkafka retries without skipping records)."
     );
     describe_counter!(
         "rampart_dlq_messages_total",

@@ -23,6 +23,7 @@ pub(crate) struct StageTelemetry {
     aborts: Counter,
     rebalances: Counter,
     delivery_failed_errors: Counter,
+    consumer_retried_errors: Counter,
     checkpoint_aborted_errors: Counter,
 }
 
@@ -43,6 +44,7 @@ impl StageTelemetry {
             aborts: counter!("rampart_checkpoint_aborts_total", "stage" => name),
             rebalances: counter!("rampart_rebalances_total", "stage" => name),
             delivery_failed_errors: counter!("rampart_errors_total", "stage" => name, "error_type" => "delivery_failed"),
+            consumer_retried_errors: counter!("rampart_errors_total", "stage" => name, "error_type" => "consumer_retried"),
             checkpoint_aborted_errors: counter!("rampart_errors_total", "stage" => name, "error_type" => "checkpoint_aborted"),
         }
     }
@@ -97,6 +99,7 @@ impl StageObserver for StageTelemetry {
                 self.checkpoint_aborted_errors.increment(1);
             }
             StageEvent::DeliveryFailed => self.delivery_failed_errors.increment(1),
+            StageEvent::ConsumerErrorRetried => self.consumer_retried_errors.increment(1),
         }
     }
 }
