@@ -14,6 +14,7 @@
 //! behind `Arc`, each clone gets its own cache.
 
 pub mod origin;
+pub mod schema;
 pub mod sectors;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rampart_core::enrich::{Enricher, Origin, SectorId};
 
 pub use origin::{MmdbOrigin, OriginStats};
+pub use schema::OriginFields;
 pub use sectors::{CISA_SECTORS, SectorIssue, SectorStats, SectorTable, SectorTableError};
 
 /// Errors opening enrichment data.
@@ -39,6 +41,17 @@ pub enum EnrichError {
         path: PathBuf,
         #[source]
         source: maxminddb::MaxMindDbError,
+    },
+    /// An MMDB file of a schema rampart cannot read origins from.
+    #[error(
+        "[enrich] {key} = {path}: database_type {database_type:?}, {found}; expected {expected}"
+    )]
+    Schema {
+        key: &'static str,
+        path: PathBuf,
+        database_type: String,
+        found: String,
+        expected: &'static str,
     },
     /// The sector table has errors (all of them are listed).
     #[error(transparent)]
@@ -64,10 +77,20 @@ impl Enrichment {
         asn_db: Option<&Path>,
         sectors: Option<&Path>,
     ) -> Result<Self, EnrichError> {
+        Self::open_with(country_db, asn_db, sectors, &OriginFields::default())
+    }
+
+    /// [`Self::open`] reading origins at `fields` (see [`schema`]).
+    pub fn open_with(
+        country_db: Option<&Path>,
+        asn_db: Option<&Path>,
+        sectors: Option<&Path>,
+        fields: &OriginFields,
+    ) -> Result<Self, EnrichError> {
         let origin = if country_db.is_none() && asn_db.is_none() {
             MmdbOrigin::none()
         } else {
-            MmdbOrigin::open(country_db, asn_db)?
+            MmdbOrigin::open_with(country_db, asn_db, fields)?
         };
         let sectors = match sectors {
             Some(p) => SectorTable::load(p)?,

@@ -25,6 +25,7 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use crate::EnrichError;
+use crate::schema::{self, AsnValue, Database, OriginFields};
 
 /// Default number of cache slots (a power of two; 16 bytes each).
 pub(crate) const DEFAULT_CACHE_SLOTS: usize = 1 << 16;
@@ -40,6 +41,12 @@ pub struct OriginStats {
     pub unknown: u64,
     /// Addresses that were not 4 or 16 bytes, or reader errors (answered unknown).
     pub errors: u64,
+    /// Lookups the country database answered with a country code / without one.
+    pub country_hits: u64,
+    pub country_misses: u64,
+    /// Lookups the ASN database answered with an AS number / without one.
+    pub asn_hits: u64,
+    pub asn_misses: u64,
 }
 
 #[derive(Deserialize)]
@@ -55,7 +62,6 @@ struct OriginRecord<'a> {
     country: Option<IsoCode<'a>>,
     #[serde(borrow)]
     registered_country: Option<IsoCode<'a>>,
-    autonomous_system_number: Option<u32>,
 }
 
 /// Country and ASN lookups from a country database (GeoLite2-Country or
@@ -67,6 +73,8 @@ struct OriginRecord<'a> {
 pub struct MmdbOrigin {
     country_db: Option<Arc<Reader<Vec<u8>>>>,
     asn_db: Option<Arc<Reader<Vec<u8>>>>,
+    /// Where the databases keep country and ASN (shared by clones).
+    fields: Arc<OriginFields>,
     /// /24 (/48) → origin, only for prefixes whose every address shares it.
     cache: PrefixCache<Origin>,
     country_memo: FxHashMap<usize, [u8; 2]>,
@@ -97,11 +105,13 @@ impl std::fmt::Debug for MmdbOrigin {
 impl Clone for MmdbOrigin {
     /// Shares the databases; the clone starts with an empty cache and zero stats.
     fn clone(&self) -> Self {
-        Self::from_shared(
+        let mut clone = Self::from_shared(
             self.country_db.clone(),
             self.asn_db.clone(),
             self.cache.slots(),
-        )
+        );
+        clone.fields = self.fields.clone();
+        clone
     }
 }
 
@@ -111,17 +121,35 @@ impl MmdbOrigin {
         Self::from_shared(None, None, 0)
     }
 
-    /// Opens the given MMDB files (either may be absent).
+    /// Opens the given MMDB files (either may be absent) with the default
+    /// (MaxMind) field paths; refuses files of another schema (see [`schema`]).
     pub fn open(country_db: Option<&Path>, asn_db: Option<&Path>) -> Result<Self, EnrichError> {
-        let open = |p: &Path| {
-            Reader::open_readfile(p).map_err(|source| EnrichError::Mmdb {
+        Self::open_with(country_db, asn_db, &OriginFields::default())
+    }
+
+    /// [`Self::open`] reading country and ASN at `fields`.
+    pub fn open_with(
+        country_db: Option<&Path>,
+        asn_db: Option<&Path>,
+        fields: &OriginFields,
+    ) -> Result<Self, EnrichError> {
+        let open = |p: &Path, database: Database, field: &str| {
+            let reader = Reader::open_readfile(p).map_err(|source| EnrichError::Mmdb {
                 path: p.to_owned(),
                 source,
-            })
+            })?;
+            schema::check(&reader, p, database, field)?;
+            Ok::<_, EnrichError>(reader)
         };
-        let country = country_db.map(open).transpose()?;
-        let asn = asn_db.map(open).transpose()?;
-        Ok(Self::from_readers(country, asn))
+        let country = country_db
+            .map(|p| open(p, Database::Country, &fields.country))
+            .transpose()?;
+        let asn = asn_db
+            .map(|p| open(p, Database::Asn, &fields.asn))
+            .transpose()?;
+        let mut origin = Self::from_readers(country, asn);
+        origin.fields = Arc::new(fields.clone());
+        Ok(origin)
     }
 
     /// Wraps already opened readers.
@@ -141,6 +169,7 @@ impl MmdbOrigin {
         MmdbOrigin {
             country_db,
             asn_db,
+            fields: Arc::new(OriginFields::default()),
             cache: PrefixCache::new(slots),
             country_memo: FxHashMap::default(),
             asn_memo: FxHashMap::default(),
@@ -194,6 +223,20 @@ impl MmdbOrigin {
         if origin == Origin::UNKNOWN {
             self.stats.unknown += 1;
         }
+        if self.country_db.is_some() {
+            if origin.country == Origin::UNKNOWN.country {
+                self.stats.country_misses += 1;
+            } else {
+                self.stats.country_hits += 1;
+            }
+        }
+        if self.asn_db.is_some() {
+            if origin.asn == Origin::UNKNOWN.asn {
+                self.stats.asn_misses += 1;
+            } else {
+                self.stats.asn_hits += 1;
+            }
+        }
         origin
     }
 
@@ -214,8 +257,23 @@ impl MmdbOrigin {
                         origin.country = match self.country_memo.get(&off) {
                             Some(c) => *c,
                             None => {
-                                let c = match res.decode::<OriginRecord<'_>>() {
-                                    Ok(Some(rec)) => country_of(&rec),
+                                let decoded =
+                                    if self.fields.country == schema::DEFAULT_COUNTRY_FIELD {
+                                        res.decode::<OriginRecord<'_>>()
+                                            .map(|r| r.map(|r| country_of(&r)))
+                                    } else {
+                                        res.decode_path::<&str>(&schema::path_elements(
+                                            &self.fields.country,
+                                        ))
+                                        .map(|c| {
+                                            Some(
+                                                c.and_then(schema::country_code)
+                                                    .unwrap_or(Origin::UNKNOWN.country),
+                                            )
+                                        })
+                                    };
+                                let c = match decoded {
+                                    Ok(Some(c)) => c,
                                     _ => {
                                         self.stats.errors += 1;
                                         Origin::UNKNOWN.country
@@ -241,13 +299,15 @@ impl MmdbOrigin {
                         origin.asn = match self.asn_memo.get(&off) {
                             Some(a) => *a,
                             None => {
-                                let a = match res.decode::<OriginRecord<'_>>() {
-                                    Ok(Some(rec)) => rec.autonomous_system_number.unwrap_or(0),
-                                    _ => {
-                                        self.stats.errors += 1;
-                                        0
-                                    }
-                                };
+                                let decoded = res
+                                    .decode_path::<AsnValue<'_>>(&schema::path_elements(
+                                        &self.fields.asn,
+                                    ))
+                                    .map(|a| a.and_then(|a| a.number()).unwrap_or(0));
+                                let a = decoded.unwrap_or_else(|_| {
+                                    self.stats.errors += 1;
+                                    0
+                                });
                                 self.asn_memo.insert(off, a);
                                 a
                             }
@@ -267,14 +327,7 @@ impl MmdbOrigin {
 /// `country.iso_code`, else `registered_country.iso_code`, else "ZZ";
 /// anything but two ASCII letters counts as absent.
 fn country_of(rec: &OriginRecord<'_>) -> [u8; 2] {
-    let code = |c: &Option<IsoCode<'_>>| -> Option<[u8; 2]> {
-        match c.as_ref()?.iso_code?.as_bytes() {
-            &[a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-                Some([a.to_ascii_uppercase(), b.to_ascii_uppercase()])
-            }
-            _ => None,
-        }
-    };
+    let code = |c: &Option<IsoCode<'_>>| schema::country_code(c.as_ref()?.iso_code?);
     code(&rec.country)
         .or_else(|| code(&rec.registered_country))
         .unwrap_or(Origin::UNKNOWN.country)

@@ -234,6 +234,23 @@ pub struct EnrichSection {
     pub asn_db: Option<PathBuf>,
     /// Asset inventory, CSV (`cidr,sector`) or TOML (`[[asset]]`); without it every sector is `unknown`.
     pub sectors: Option<PathBuf>,
+    /// Dotted path of the two-letter country code in `country_db`'s records for a database
+    /// that is not GeoIP2/GeoLite2/DB-IP shaped (e.g. `country_code`); default `country.iso_code`.
+    pub country_field: Option<String>,
+    /// Dotted path of the AS number (a number, or text like `AS13335`) in `asn_db`'s records;
+    /// default `autonomous_system_number`.
+    pub asn_field: Option<String>,
+}
+
+impl EnrichSection {
+    /// Where the MMDB files keep country and ASN.
+    pub fn origin_fields(&self) -> rampart_enrich::OriginFields {
+        let defaults = rampart_enrich::OriginFields::default();
+        rampart_enrich::OriginFields {
+            country: self.country_field.clone().unwrap_or(defaults.country),
+            asn: self.asn_field.clone().unwrap_or(defaults.asn),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -636,6 +653,24 @@ fn check(mut cfg: Config, source: &str, issues: &mut Vec<ConfigIssue>) -> Option
     ] {
         if let Some(p) = p.as_ref().filter(|p| !p.is_file()) {
             issue(key, format!("no such file: {}", p.display()));
+        }
+    }
+    // The databases `run` would refuse (another schema, a missing field).
+    fn existing(p: &Option<PathBuf>) -> Option<&Path> {
+        p.as_deref().filter(|p| p.is_file())
+    }
+    let (country_db, asn_db) = (
+        existing(&cfg.enrich.country_db),
+        existing(&cfg.enrich.asn_db),
+    );
+    if country_db.is_some() || asn_db.is_some() {
+        let fields = cfg.enrich.origin_fields();
+        if let Err(e) = rampart_enrich::MmdbOrigin::open_with(country_db, asn_db, &fields) {
+            let key = match &e {
+                rampart_enrich::EnrichError::Schema { key, .. } => format!("enrich.{key}"),
+                _ => "enrich".to_string(),
+            };
+            issue(&key, e.to_string());
         }
     }
     if !cfg.metrics.listen.is_empty() && cfg.metrics.listen.parse::<std::net::SocketAddr>().is_err()

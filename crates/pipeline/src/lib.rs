@@ -212,10 +212,11 @@ pub fn run(
     let mut threads = Vec::new();
     let mut counters = RunCounters::default();
     if matches!(role, Role::Both | Role::Ingest) {
-        let enricher = Enrichment::open(
+        let enricher = Enrichment::open_with(
             cfg.enrich.country_db.as_deref(),
             cfg.enrich.asn_db.as_deref(),
             cfg.enrich.sectors.as_deref(),
+            &cfg.enrich.origin_fields(),
         )?;
         let wiring = IngestWiring {
             partials_topic: cfg.topics.partials.as_str().into(),
