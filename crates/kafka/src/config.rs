@@ -18,10 +18,9 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("enable.auto.commit", "false"),
     ("enable.auto.offset.store", "false"),
     ("isolation.level", "read_committed"),
-    // rampart always says where a partition starts (its committed offset, its
-    // replay offset or the beginning); an offset that no longer exists
-    // (retention) is reported as an error, never silently moved.
-    ("auto.offset.reset", "error"),
+    // For readers without a committed offset (tools, tests). rampart's stage
+    // consumers override it with `error` (rampart-pipeline's consumer_config).
+    ("auto.offset.reset", "earliest"),
     // One consumer queue for all partitions: at most 32 MiB prefetched (librdkafka: 64 MiB).
     ("queued.max.messages.kbytes", "32768"),
     ("queued.min.messages", "200000"),
@@ -35,11 +34,6 @@ pub const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 
 /// Settings a consumer override may not change.
 const CONSUMER_PROTECTED: &[(&str, &str, &str)] = &[
-    (
-        "auto.offset.reset",
-        "error",
-        "a reset would skip or re-read input silently",
-    ),
     (
         "enable.auto.commit",
         "false",
@@ -206,16 +200,6 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, Error::Config { ref key, .. } if key == "isolation.level"));
-        let err = consumer_config("b", "g", &overrides(&[("auto.offset.reset", "earliest")]))
-            .unwrap_err();
-        assert!(matches!(err, Error::Config { ref key, .. } if key == "auto.offset.reset"));
-        assert_eq!(
-            consumer_config("b", "g", &Overrides::new())
-                .unwrap()
-                .get("auto.offset.reset"),
-            Some("error"),
-            "a reset is never silent"
-        );
         assert!(consumer_config("b", "g", &overrides(&[("enable.auto.commit", "false")])).is_ok());
         assert!(producer_config("b", &overrides(&[("acks", "1")])).is_err());
         assert!(consumer_config("b", "g", &overrides(&[("group.id", "other")])).is_err());

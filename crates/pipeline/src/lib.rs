@@ -87,6 +87,16 @@ fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, Run
         group,
         &settings.raw.kafka.client,
     )?;
+    // A stage always says where a partition starts (committed, replay offset or
+    // the beginning); an offset that no longer exists (retention) must surface
+    // as an error (see consumer_error), never as a silent jump.
+    if let Some(value) = settings.raw.kafka.client.get("auto.offset.reset") {
+        return Err(RunError::Other(format!(
+            "kafka.client auto.offset.reset = {value:?}: rampart's stage consumers run with \
+             \"error\" so that input lost to retention is never skipped silently; remove it"
+        )));
+    }
+    c.set("auto.offset.reset", "error");
     // End-of-partition events tell the ingest stage which partitions are idle
     // (caught up), as opposed to merely slow.
     c.set("enable.partition.eof", "true");
