@@ -128,11 +128,37 @@ pub struct LoadgenArgs {
     /// Write the manifest (all settings + events produced) here, for `rampart verify`.
     #[arg(long)]
     pub manifest: Option<PathBuf>,
+    /// Compression codec of the produced messages (librdkafka's
+    /// `compression.type`; default lz4, none for messages of < 10 events).
+    #[arg(long, value_enum)]
+    pub compression: Option<Codec>,
     #[command(flatten)]
     pub client: util::ClientArgs,
     /// Progress display on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain, none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+}
+
+/// A producer compression codec (every one librdkafka is built with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Codec {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    fn as_str(self) -> &'static str {
+        match self {
+            Codec::None => "none",
+            Codec::Gzip => "gzip",
+            Codec::Snappy => "snappy",
+            Codec::Lz4 => "lz4",
+            Codec::Zstd => "zstd",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -213,7 +239,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             });
             partitions = ensure_input_topic(&brokers, &topic, wanted, &client_overrides)?;
             let mut overrides = client_overrides.clone();
-            if args.batch < 10 {
+            if let Some(codec) = args.compression {
+                overrides.insert("compression.type", codec.as_str());
+            } else if args.batch < 10 {
                 // Tiny messages: lz4 costs more CPU than it saves (measured ~290k vs
                 // 340-515k messages/s with one event per message on 2 cores).
                 if !overrides.contains_key("compression.type") {

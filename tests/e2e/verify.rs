@@ -130,6 +130,8 @@ fn loadgen_run_verify_passes_and_a_corrupted_rollup_fails_by_name() {
         "0.05",
         "--resight-delay-ms",
         "30000",
+        "--compression",
+        "zstd",
         "--world-dir",
         world.to_str().unwrap(),
         "--manifest",
