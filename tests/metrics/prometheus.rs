@@ -270,6 +270,36 @@ fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
     assert!(scalar(&prom, "sum(rampart_checkpoint_commits_total)").unwrap() >= 1.0);
     assert!(scalar(&prom, "sum(rampart_dedup_entries)").unwrap() > 0.0);
     assert!(scalar(&prom, "sum(rampart_process_resident_memory_bytes)").unwrap() > 1e6);
+    // Enrichment lookups: every database answers; misses exactly when the
+    // ground truth (enriched from the world's own tables) has unknown keys.
+    let lookups = |database: &str, result: &str| {
+        scalar(
+            &prom,
+            &format!(
+                "sum(rampart_enrich_lookups_total{{database=\"{database}\",result=\"{result}\"}})"
+            ),
+        )
+        .unwrap_or(0.0)
+    };
+    let has_key = |dimension: Dimension, key: &str| {
+        truth
+            .rollups
+            .iter()
+            .any(|r| r.dimension == dimension as i32 && r.key == key)
+    };
+    for database in ["country", "asn", "sector"] {
+        assert!(lookups(database, "hit") > 0.0, "{database} lookups hit");
+    }
+    assert_eq!(
+        lookups("country", "miss") > 0.0,
+        has_key(Dimension::OriginCountry, "ZZ"),
+        "country misses vs ZZ in the ground truth"
+    );
+    assert_eq!(
+        lookups("sector", "miss") > 0.0,
+        has_key(Dimension::TargetSector, "unknown"),
+        "sector misses vs unknown in the ground truth"
+    );
 
     // The spike alert fires on the workload's arrival (checked through the
     // ALERTS series, so a spike that already resolved still counts).

@@ -33,6 +33,18 @@ impl SectorId {
     pub const UNKNOWN: SectorId = SectorId(0);
 }
 
+/// How many lookups an enricher answered and how many it could not (for
+/// metrics: a database of the wrong kind shows up as all misses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LookupCounts {
+    pub country_hits: u64,
+    pub country_misses: u64,
+    pub asn_hits: u64,
+    pub asn_misses: u64,
+    pub sector_hits: u64,
+    pub sector_misses: u64,
+}
+
 /// Looks up origin and sector. `&mut self` so implementations can keep caches.
 /// Lookups never fail: what cannot be resolved is unknown.
 pub trait Enricher {
@@ -42,4 +54,9 @@ pub trait Enricher {
     fn sector(&mut self, dst: &[u8]) -> SectorId;
     /// "taxonomy:code", e.g. "cisa:energy"; "unknown" for `SectorId::UNKNOWN`.
     fn sector_name(&self, id: SectorId) -> &str;
+    /// Lookups answered so far by this value (cumulative); zero when the
+    /// implementation does not count.
+    fn lookup_counts(&self) -> LookupCounts {
+        LookupCounts::default()
+    }
 }

@@ -19,7 +19,7 @@ pub mod sectors;
 
 use std::path::{Path, PathBuf};
 
-use rampart_core::enrich::{Enricher, Origin, SectorId};
+use rampart_core::enrich::{Enricher, LookupCounts, Origin, SectorId};
 
 pub use origin::{MmdbOrigin, OriginStats};
 pub use schema::OriginFields;
@@ -119,5 +119,18 @@ impl Enricher for Enrichment {
 
     fn sector_name(&self, id: SectorId) -> &str {
         self.sectors.name(id)
+    }
+
+    fn lookup_counts(&self) -> LookupCounts {
+        let origin = self.origin.stats();
+        let sectors = self.sectors.stats();
+        LookupCounts {
+            country_hits: origin.country_hits,
+            country_misses: origin.country_misses,
+            asn_hits: origin.asn_hits,
+            asn_misses: origin.asn_misses,
+            sector_hits: sectors.lookups - sectors.unknown,
+            sector_misses: sectors.unknown,
+        }
     }
 }

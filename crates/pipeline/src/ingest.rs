@@ -342,6 +342,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             self.drain_closed(partition, out);
         }
         self.metrics.flush_counts();
+        self.metrics.enrich_lookups(self.enricher.lookup_counts());
         let replaying = self
             .partitions
             .values()

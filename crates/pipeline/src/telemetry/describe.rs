@@ -55,6 +55,11 @@ pub(crate) fn describe_all() {
         "Errors by stage and error_type (invalid_input, malformed_partials, delivery_failed, checkpoint_aborted, consumer_retried: a connection-level consumer error librdkafka retries without skipping records)."
     );
     describe_counter!(
+        "rampart_enrich_lookups_total",
+        Unit::Count,
+        "Enrichment lookups by database (country, asn, sector) and result (hit: an answer; miss: unknown), counted per address the ingest resolves (it caches answers per address and prefix), not per event. Misses only: a database of the wrong kind, or an asset table that covers nothing."
+    );
+    describe_counter!(
         "rampart_dlq_messages_total",
         Unit::Count,
         "Messages written to the dead-letter topic, by stage."

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use metrics::{Counter, counter};
+use rampart_core::enrich::LookupCounts;
 use rampart_core::ingest::{BatchStats, PartitionIngest};
 use rampart_core::validate::Rejection;
 
@@ -38,6 +39,22 @@ pub struct IngestMetrics {
     dlq_messages: Counter,
     gauges: Arc<HandlerGauges>,
     pending: PendingCounts,
+    /// `rampart_enrich_lookups_total{database, result}`, in the order of
+    /// [`lookup_fields`], and the enricher's cumulative counts last reported.
+    enrich_lookups: Vec<Counter>,
+    enrich_reported: LookupCounts,
+}
+
+/// `(database, result, count)` of every field of [`LookupCounts`].
+fn lookup_fields(counts: &LookupCounts) -> [(&'static str, &'static str, u64); 6] {
+    [
+        ("country", "hit", counts.country_hits),
+        ("country", "miss", counts.country_misses),
+        ("asn", "hit", counts.asn_hits),
+        ("asn", "miss", counts.asn_misses),
+        ("sector", "hit", counts.sector_hits),
+        ("sector", "miss", counts.sector_misses),
+    ]
 }
 
 impl Default for IngestMetrics {
@@ -72,6 +89,13 @@ impl IngestMetrics {
             dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
             gauges: HandlerGauges::register(S),
             pending: PendingCounts::default(),
+            enrich_lookups: lookup_fields(&LookupCounts::default())
+                .iter()
+                .map(|&(database, result, _)| {
+                    counter!("rampart_enrich_lookups_total", "database" => database, "result" => result)
+                })
+                .collect(),
+            enrich_reported: LookupCounts::default(),
         }
     }
 
@@ -100,6 +124,21 @@ impl IngestMetrics {
         self.unique_events.increment(pending.unique);
         self.duplicate_events.increment(pending.duplicates);
         self.late_events.increment(pending.late);
+    }
+
+    /// The enricher's cumulative lookup counts: what is new since the last
+    /// call reaches the registry (each ingest thread has its own enricher).
+    pub(crate) fn enrich_lookups(&mut self, now: LookupCounts) {
+        let before = lookup_fields(&self.enrich_reported);
+        for ((counter, (_, _, now)), (_, _, before)) in self
+            .enrich_lookups
+            .iter()
+            .zip(lookup_fields(&now))
+            .zip(before)
+        {
+            counter.increment(now.saturating_sub(before));
+        }
+        self.enrich_reported = now;
     }
 
     /// One input message rejected and dead-lettered.
