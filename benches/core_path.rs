@@ -198,6 +198,7 @@ fn bench(c: &mut Criterion) {
         let batch = PartialBatch {
             partials: std::mem::take(&mut partials),
             closed: closed.into_iter().collect(),
+            partials_partitions: 1,
         };
         merger.apply(&batch, offset).unwrap();
         rollups.clear();
@@ -220,6 +221,7 @@ fn bench(c: &mut Criterion) {
                     let batch = PartialBatch {
                         partials: std::mem::take(&mut partials),
                         closed: closed.into_iter().collect(),
+                        partials_partitions: 1,
                     };
                     merger.apply(&batch, offset).unwrap();
                     rollups.clear();
@@ -283,6 +285,7 @@ fn profile(seconds: i64) {
         let batch = PartialBatch {
             partials: std::mem::take(&mut partials),
             closed: closed.into_iter().collect(),
+            partials_partitions: 1,
         };
         merger.apply(&batch, offset).unwrap();
         let t3 = Instant::now();

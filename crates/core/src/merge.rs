@@ -7,6 +7,13 @@
 //! Partials for an already finalised window are counted, never merged into a
 //! published rollup.
 //!
+//! At-least-once: after a crash between producing and committing, an ingest
+//! writes some partials again. Each partial names its input partition, and a
+//! merger merges each (input partition, window, dimension, key) at most once:
+//! a second partial for it is dropped (`duplicate_partials`), and so is any
+//! partial of a window its input partition has already closed (its marker
+//! passed: `partials_after_close`). Under exactly-once neither happens.
+//!
 //! Resume: [`Merger::resume_point`] gives the first offset of every open window
 //! (a replay from there re-reads all their partials), the finalisation frontier
 //! (windows below it are never published again; their replayed partials are
@@ -33,7 +40,7 @@ pub enum MergeError {
     UnknownDimension(i32),
     #[error("marker says {got} input partitions, expected {expected}")]
     PartitionCount { expected: u32, got: u32 },
-    #[error("marker for input partition {partition} of {partitions}")]
+    #[error("marker or partial for input partition {partition} of {partitions}")]
     PartitionOutOfRange { partition: u32, partitions: u32 },
 }
 
@@ -48,6 +55,12 @@ pub struct MergeStats {
     pub partials_after_final: u64,
     /// Of those, partials re-read by a resume replay (expected, harmless).
     pub replayed_partials_skipped: u64,
+    /// Partials for an (input partition, window, dimension, key) already
+    /// merged (written again after an at-least-once crash; not merged).
+    pub duplicate_partials: u64,
+    /// Partials of a window their input partition had already closed
+    /// (written again after an at-least-once crash; not merged).
+    pub partials_after_close: u64,
     /// Rollups produced.
     pub rollups: u64,
 }
@@ -123,6 +136,25 @@ impl MergeResumePoint {
 struct OpenEntry {
     agg: Aggregate,
     first_offset: i64,
+    /// Input partitions merged into `agg` (bit `p` of word `p / 64`).
+    from: Vec<u64>,
+}
+
+impl OpenEntry {
+    /// Marks `partition` as merged; false when it already was.
+    fn insert_source(&mut self, partition: u32) -> bool {
+        let (word, bit) = ((partition / 64) as usize, 1u64 << (partition % 64));
+        if self.from.len() <= word {
+            self.from.resize(word + 1, 0);
+        }
+        match self.from.get_mut(word) {
+            Some(w) if *w & bit == 0 => {
+                *w |= bit;
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Merges partials into final rollups.
@@ -131,6 +163,12 @@ pub struct Merger {
     size_ms: i64,
     open: BTreeMap<(i64, i32, String), OpenEntry>,
     closed: Vec<Option<i64>>,
+    /// Markers applied by this instance (a resumed merger starts without the
+    /// ones before its replay offset): partials of a window below a
+    /// partition's entry here are dropped. Those the replay cannot know about
+    /// are of finalised windows or re-read with their first copy, so the
+    /// duplicate rule drops them just the same.
+    closed_seen: Vec<Option<i64>>,
     finalized_before: Option<i64>,
     next_offset: i64,
     replay_until: i64,
@@ -144,6 +182,7 @@ impl Merger {
             size_ms: window_size_ms.max(1),
             open: BTreeMap::new(),
             closed: Vec::new(),
+            closed_seen: Vec::new(),
             finalized_before: None,
             next_offset: 0,
             replay_until: i64::MIN,
@@ -182,6 +221,7 @@ impl Merger {
             parsed.push(Aggregate::from_proto(a)?);
         }
         let mut n = (!self.closed.is_empty()).then_some(self.closed.len() as u32);
+        let known = n;
         for m in &batch.closed {
             match n {
                 Some(e) if e != m.input_partitions => {
@@ -199,35 +239,79 @@ impl Merger {
                 });
             }
         }
+        if let Some(partitions) = n.or(known) {
+            if let Some(p) = batch
+                .partials
+                .iter()
+                .find(|p| p.input_partition >= partitions)
+            {
+                return Err(MergeError::PartitionOutOfRange {
+                    partition: p.input_partition,
+                    partitions,
+                });
+            }
+        }
         // Valid: apply.
         self.next_offset = self.next_offset.max(offset.saturating_add(1));
         for (p, agg) in batch.partials.iter().zip(parsed) {
-            if self.finalized_before.is_some_and(|f| p.window_start_ms < f) {
-                self.stats.partials_after_final += 1;
-                if offset < self.replay_until {
-                    self.stats.replayed_partials_skipped += 1;
-                }
-                continue;
-            }
-            self.stats.partials += 1;
-            self.open
-                .entry((p.window_start_ms, p.dimension, p.key.clone()))
-                .and_modify(|e| e.agg.merge(&agg))
-                .or_insert(OpenEntry {
-                    agg,
-                    first_offset: offset,
-                });
+            self.merge_partial(p, agg, offset);
         }
         for m in &batch.closed {
-            if self.closed.is_empty() {
-                self.closed = vec![None; m.input_partitions as usize];
-            }
-            if let Some(c) = self.closed.get_mut(m.input_partition as usize) {
-                *c = Some(c.map_or(m.closed_before_ms, |v| v.max(m.closed_before_ms)));
+            let n = m.input_partitions as usize;
+            for closed in [&mut self.closed, &mut self.closed_seen] {
+                if closed.is_empty() {
+                    *closed = vec![None; n];
+                }
+                if let Some(c) = closed.get_mut(m.input_partition as usize) {
+                    *c = Some(c.map_or(m.closed_before_ms, |v| v.max(m.closed_before_ms)));
+                }
             }
             self.stats.markers += 1;
         }
         Ok(())
+    }
+
+    fn merge_partial(&mut self, p: &pb::Partial, agg: Aggregate, offset: i64) {
+        if self.finalized_before.is_some_and(|f| p.window_start_ms < f) {
+            self.stats.partials_after_final += 1;
+            if offset < self.replay_until {
+                self.stats.replayed_partials_skipped += 1;
+            }
+            return;
+        }
+        let closed_by_its_partition = self
+            .closed_seen
+            .get(p.input_partition as usize)
+            .copied()
+            .flatten()
+            .is_some_and(|c| p.window_start_ms < c);
+        if closed_by_its_partition {
+            self.stats.partials_after_close += 1;
+            return;
+        }
+        match self
+            .open
+            .entry((p.window_start_ms, p.dimension, p.key.clone()))
+        {
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                let e = e.get_mut();
+                if !e.insert_source(p.input_partition) {
+                    self.stats.duplicate_partials += 1;
+                    return;
+                }
+                e.agg.merge(&agg);
+            }
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let mut e = OpenEntry {
+                    agg,
+                    first_offset: offset,
+                    from: Vec::new(),
+                };
+                e.insert_source(p.input_partition);
+                v.insert(e);
+            }
+        }
+        self.stats.partials += 1;
     }
 
     /// Windows starting before this are final (every partition closed them).

@@ -105,7 +105,7 @@ proptest! {
                 for (chunk, last) in [(a.to_vec(), false), (c.to_vec(), true)] {
                     let closed = if last { b.closed.clone() } else { Vec::new() };
                     if chunk.is_empty() && closed.is_empty() { continue; }
-                    ms[k].apply(&PartialBatch { partials: chunk, closed }, offs[k]).unwrap();
+                    ms[k].apply(&PartialBatch { partials: chunk, closed, partials_partitions: 1 }, offs[k]).unwrap();
                     offs[k] += 1;
                     ms[k].take_final(&mut got);
                 }

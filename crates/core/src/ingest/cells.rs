@@ -594,6 +594,8 @@ pub(super) fn roll_up<'n>(
                 key,
                 window_start_ms: start,
                 aggregate: Some(a.into_proto()),
+                // Set by the partition's ingest (`PartitionIngest::roll_up`).
+                input_partition: 0,
             }),
     );
 }

@@ -371,6 +371,7 @@ impl PartitionIngest {
         enricher: &E,
         out: &mut Vec<pb::Partial>,
     ) {
+        let from = out.len();
         cells::roll_up(
             &window.cells,
             window.start,
@@ -378,6 +379,9 @@ impl PartitionIngest {
             |sector| enricher.sector_name(SectorId(sector)),
             out,
         );
+        for partial in &mut out[from..] {
+            partial.input_partition = self.partition;
+        }
         self.windows.recycle(window.cells);
     }
 }

@@ -31,6 +31,8 @@ pub struct ResumePoint {
 pub enum ResumeError {
     #[error("unsupported resume metadata version")]
     Version,
+    #[error("resume metadata of a newer rampart (format v{0}; this one reads v1)")]
+    NewerVersion(u32),
     #[error("malformed resume metadata field `{0}`")]
     Malformed(&'static str),
 }
@@ -54,8 +56,16 @@ fn parse_optional(text: &str, field: &'static str) -> Result<Option<i64>, Resume
 /// Splits "v1;k=v;k=v" into its fields after checking the version.
 pub(crate) fn metadata_fields(text: &str) -> Result<FxHashMap<&str, &str>, ResumeError> {
     let mut parts = text.split(';');
-    if parts.next() != Some("v1") {
-        return Err(ResumeError::Version);
+    match parts.next() {
+        Some("v1") => {}
+        Some(version) => {
+            let newer = version
+                .strip_prefix('v')
+                .and_then(|number| number.parse::<u32>().ok())
+                .filter(|number| *number > 1);
+            return Err(newer.map_or(ResumeError::Version, ResumeError::NewerVersion));
+        }
+        None => return Err(ResumeError::Version),
     }
     let mut fields = FxHashMap::default();
     for part in parts {

@@ -291,7 +291,11 @@ pub fn step(
     }
     let mut partials = Vec::new();
     let closed = ing.take_closed(&*enr, &mut partials).into_iter().collect();
-    PartialBatch { partials, closed }
+    PartialBatch {
+        partials,
+        closed,
+        partials_partitions: 1,
+    }
 }
 
 /// Runs every partition's ingest (round-robin interleaving), returning each
@@ -329,6 +333,7 @@ pub fn ingest_all(
             outs[p].push(PartialBatch {
                 partials,
                 closed: vec![m],
+                partials_partitions: 1,
             });
         }
     }
