@@ -110,6 +110,10 @@ pub struct LoadgenArgs {
     /// A re-sighting's time is 1..=this ms after the original's (default 150000).
     #[arg(long)]
     pub resight_delay_ms: Option<i64>,
+    /// Leave the last N partitions of the topic empty: records go only to the
+    /// others (rampart must still finalise every window). Default 0.
+    #[arg(long, default_value_t = 0)]
+    pub empty_partitions: u32,
     /// Bounded out-of-order jitter in ms of event time (library default 2000).
     #[arg(long)]
     pub jitter_ms: Option<i64>,
@@ -312,6 +316,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         malformed_share: args
             .malformed_share
             .unwrap_or(RecordConfig::default().malformed_share),
+        empty_partitions: args.empty_partitions,
         ..RecordConfig::default()
     };
     let generator = Generator::new(world.clone(), gen_cfg.clone())?;

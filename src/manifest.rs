@@ -170,6 +170,9 @@ pub struct RecordSpec {
     pub linger_ms: i64,
     pub record_delay_ms: i64,
     pub malformed_share: f64,
+    /// Absent in manifests written before the fault existed.
+    #[serde(default)]
+    pub empty_partitions: u32,
 }
 
 impl From<&RecordConfig> for RecordSpec {
@@ -180,6 +183,7 @@ impl From<&RecordConfig> for RecordSpec {
             linger_ms: c.linger_ms,
             record_delay_ms: c.record_delay_ms,
             malformed_share: c.malformed_share,
+            empty_partitions: c.empty_partitions,
         }
     }
 }
@@ -193,6 +197,7 @@ impl RecordSpec {
             linger_ms: self.linger_ms,
             record_delay_ms: self.record_delay_ms,
             malformed_share: self.malformed_share,
+            empty_partitions: self.empty_partitions,
         }
     }
 }

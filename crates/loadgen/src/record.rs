@@ -18,7 +18,7 @@ use crate::world::World;
 /// One Kafka message: what a producer sends to the raw topic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// Target partition, `partition_for_key(key, partitions)`.
+    /// Target partition, `partition_for_key(key, partitions - empty_partitions)`.
     pub partition: i32,
     /// Source IP bytes (of the batch's first event when batched).
     pub key: Vec<u8>,
@@ -66,6 +66,11 @@ pub struct RecordConfig {
     /// Share of records that are malformed (default 0.001). Malformed records
     /// carry no generated event: valid events are never lost to them.
     pub malformed_share: f64,
+    /// The last this many partitions receive nothing (default 0): records are
+    /// spread over the first `partitions - empty_partitions` only, as by a
+    /// producer whose keys never hash to the others. rampart must still
+    /// finalise every window.
+    pub empty_partitions: u32,
 }
 
 impl Default for RecordConfig {
@@ -76,11 +81,17 @@ impl Default for RecordConfig {
             linger_ms: 100,
             record_delay_ms: 5,
             malformed_share: 0.001,
+            empty_partitions: 0,
         }
     }
 }
 
 impl RecordConfig {
+    /// Partitions that receive records (the first ones).
+    pub fn used_partitions(&self) -> u32 {
+        self.partitions.saturating_sub(self.empty_partitions).max(1)
+    }
+
     /// Checks every setting; the error names all the bad ones.
     pub fn check(&self) -> Result<(), LoadgenError> {
         let mut bad = Vec::new();
@@ -92,6 +103,9 @@ impl RecordConfig {
         }
         if self.linger_ms < 0 || self.record_delay_ms < 0 {
             bad.push("linger_ms and record_delay_ms must be >= 0");
+        }
+        if self.empty_partitions >= self.partitions {
+            bad.push("empty_partitions must be below partitions");
         }
         if !(0.0..0.5).contains(&self.malformed_share) {
             bad.push("malformed_share must be within 0..0.5");
@@ -298,7 +312,7 @@ impl RecordStream {
         let g = self.generator.next_event();
         let clock = self.generator.now_ms();
         let ev = g.event;
-        let p = partition_for_key(ev.src_ip.as_slice(), self.cfg.partitions) as usize;
+        let p = partition_for_key(ev.src_ip.as_slice(), self.cfg.used_partitions()) as usize;
         let world = self.generator.world();
         let sensor = world.sensor_name(ev.sensor);
         if let Some(pb) = self.parts.get_mut(p) {
@@ -428,7 +442,7 @@ impl RecordStream {
                 AttackEventBatch { events: vec![ev] }.encode_to_vec()
             }
         };
-        let partition = partition_for_key(&key, self.cfg.partitions);
+        let partition = partition_for_key(&key, self.cfg.used_partitions());
         (
             Record {
                 partition,
