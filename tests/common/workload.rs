@@ -29,6 +29,9 @@ pub struct Spec {
     pub checkpoint_interval: String,
     /// TOML appended to the generated config (e.g. a `[dedup]` section).
     pub extra_config: String,
+    /// Input partitions left without records (the last ones; loadgen's
+    /// `--empty-partitions`).
+    pub empty_partitions: u32,
 }
 
 impl Default for Spec {
@@ -44,6 +47,7 @@ impl Default for Spec {
             idle_timeout: "1s".into(),
             checkpoint_interval: "300ms".into(),
             extra_config: String::new(),
+            empty_partitions: 0,
         }
     }
 }
@@ -62,6 +66,7 @@ impl Spec {
             idle_timeout: "25s".into(),
             checkpoint_interval: "1s".into(),
             extra_config: String::new(),
+            empty_partitions: 0,
         }
     }
 }
@@ -153,6 +158,7 @@ pub fn workload(broker: &KafkaBroker, spec: &Spec) -> Workload {
             partitions: spec.partitions,
             events_per_batch: spec.events_per_batch,
             malformed_share: spec.malformed_share,
+            empty_partitions: spec.empty_partitions,
             ..RecordConfig::default()
         },
         Limit::Events(spec.events),

@@ -16,6 +16,7 @@ mod codecs;
 mod demo;
 mod events;
 mod failures;
+mod finality;
 mod fixtures;
 mod loadgen;
 mod run;
