@@ -65,6 +65,9 @@ pub struct MergeStats {
     pub rollups: u64,
 }
 
+/// More input partitions than any Kafka topic holds (metadata sanity bound).
+const MAX_INPUT_PARTITIONS: usize = 1 << 20;
+
 /// Resume state of a merger; see [`MergeResumePoint::to_metadata`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MergeResumePoint {
@@ -81,7 +84,8 @@ pub struct MergeResumePoint {
 
 impl MergeResumePoint {
     /// `v1;r=<offset>;k=<checkpoint>;f=<finalized|->;c=<closed,...>`; a closed value is `-`
-    /// (none), `x` (i64::MAX) or the number.
+    /// (none), `x` (i64::MAX) or the number, and `V*K` stands for `K` partitions
+    /// in a row closed at `V` (markers of busy partitions mostly agree).
     pub fn to_metadata(&self) -> String {
         let f = self
             .finalized_before
@@ -90,19 +94,48 @@ impl MergeResumePoint {
             "v1;r={};k={};f={f};c=",
             self.replay_from_offset, self.checkpoint_offset
         );
-        for (i, c) in self.closed.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            match c {
+        let mut runs = self.closed.chunk_by(|a, b| a == b).peekable();
+        while let Some(run) = runs.next() {
+            match run.first().copied().flatten() {
                 None => s.push('-'),
                 Some(i64::MAX) => s.push('x'),
                 Some(v) => {
                     let _ = write!(s, "{v}");
                 }
             }
+            if run.len() > 1 {
+                let _ = write!(s, "*{}", run.len());
+            }
+            if runs.peek().is_some() {
+                s.push(',');
+            }
         }
         s
+    }
+
+    /// [`MergeResumePoint::to_metadata`] within `budget` bytes: when the
+    /// per-partition markers do not fit, every partition is recorded at the
+    /// lowest of them (`-` if one has none). That keeps the finalisation
+    /// frontier (their minimum) and only lowers what a resumed merger believes
+    /// the others closed; their next markers raise it again. Nothing is
+    /// published twice (`finalized_before` is kept) and no rollup changes.
+    /// `None` if even that does not fit.
+    pub fn to_metadata_within(&self, budget: usize) -> Option<String> {
+        let exact = self.to_metadata();
+        if exact.len() <= budget {
+            return Some(exact);
+        }
+        let lowest = self
+            .closed
+            .iter()
+            .copied()
+            .try_fold(i64::MAX, |m, c| c.map(|c| m.min(c)));
+        let coarse = MergeResumePoint {
+            closed: vec![lowest; self.closed.len()],
+            ..self.clone()
+        }
+        .to_metadata();
+        (coarse.len() <= budget).then_some(coarse)
     }
 
     /// Parses [`MergeResumePoint::to_metadata`] output.
@@ -115,12 +148,25 @@ impl MergeResumePoint {
         let c = get("c")?;
         let mut closed = Vec::new();
         if !c.is_empty() {
-            for v in c.split(',') {
-                closed.push(match v {
+            for run in c.split(',') {
+                let (v, count) = match run.split_once('*') {
+                    Some((v, k)) => (
+                        v,
+                        k.parse::<usize>()
+                            .map_err(|_| ResumeError::Malformed("c"))?,
+                    ),
+                    None => (run, 1),
+                };
+                let value = match v {
                     "-" => None,
                     "x" => Some(i64::MAX),
                     v => Some(num(v, "c")?),
-                });
+                };
+                // A count beyond any topic's partitions is corrupt, not a reason to allocate.
+                if count == 0 || closed.len() + count > MAX_INPUT_PARTITIONS {
+                    return Err(ResumeError::Malformed("c"));
+                }
+                closed.extend(std::iter::repeat_n(value, count));
             }
         }
         Ok(MergeResumePoint {
@@ -361,5 +407,84 @@ impl Merger {
             finalized_before: self.finalized_before,
             closed: self.closed.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn point(closed: Vec<Option<i64>>) -> MergeResumePoint {
+        MergeResumePoint {
+            replay_from_offset: 1_234_567,
+            checkpoint_offset: 1_234_999,
+            finalized_before: Some(1_700_000_040_000),
+            closed,
+        }
+    }
+
+    #[test]
+    fn markers_run_length_encode_and_round_trip() {
+        let mut closed = vec![Some(1_700_000_060_000); 500];
+        closed.extend([None, None, Some(i64::MAX), Some(1_700_000_120_000)]);
+        let rp = point(closed);
+        let text = rp.to_metadata();
+        assert!(
+            text.ends_with("c=1700000060000*500,-*2,x,1700000120000"),
+            "{text}"
+        );
+        assert_eq!(MergeResumePoint::from_metadata(&text).unwrap(), rp);
+        // The format before run lengths reads the same.
+        let old = "v1;r=1;k=2;f=-;c=5,5,-,x";
+        assert_eq!(
+            MergeResumePoint::from_metadata(old).unwrap().closed,
+            vec![Some(5), Some(5), None, Some(i64::MAX)]
+        );
+        for bad in [
+            "v1;r=1;k=2;f=-;c=5*0",
+            "v1;r=1;k=2;f=-;c=5*99999999999",
+            "v1;r=1;k=2;f=-;c=5*",
+        ] {
+            assert!(MergeResumePoint::from_metadata(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Kafka's offset.metadata.max.bytes (4096) holds the merge's metadata for
+    /// any partition count, even when every partition's marker differs.
+    #[test]
+    fn metadata_fits_kafkas_budget_for_any_partition_count() {
+        for n in [1usize, 64, 1_000, 100_000, MAX_INPUT_PARTITIONS] {
+            let closed: Vec<Option<i64>> = (0..n)
+                .map(|p| Some(1_700_000_000_000 + (p as i64 % 7) * 60_000))
+                .collect();
+            let rp = point(closed);
+            let text = rp.to_metadata_within(4096).unwrap();
+            assert!(text.len() <= 4096, "{n}: {}", text.len());
+            let back = MergeResumePoint::from_metadata(&text).unwrap();
+            assert_eq!(back.closed.len(), n);
+            // Coarsening keeps the frontier (the minimum) exactly.
+            let min = |c: &[Option<i64>]| {
+                c.iter()
+                    .copied()
+                    .try_fold(i64::MAX, |m, c| c.map(|c| m.min(c)))
+            };
+            assert_eq!(min(&back.closed), min(&rp.closed));
+            assert!(back.closed.iter().zip(&rp.closed).all(|(b, r)| b <= r));
+        }
+        let small = point(vec![Some(5), Some(6)]);
+        assert_eq!(small.to_metadata_within(4096).unwrap(), small.to_metadata());
+    }
+
+    #[test]
+    fn a_newer_metadata_version_is_named() {
+        assert_eq!(
+            MergeResumePoint::from_metadata("v9;r=0"),
+            Err(ResumeError::NewerVersion(9))
+        );
+        assert_eq!(
+            MergeResumePoint::from_metadata("garbage"),
+            Err(ResumeError::Version)
+        );
     }
 }
