@@ -285,17 +285,16 @@ impl Merger {
                 });
             }
         }
-        if let Some(partitions) = n.or(known) {
-            if let Some(p) = batch
+        if let Some(partitions) = n.or(known)
+            && let Some(p) = batch
                 .partials
                 .iter()
                 .find(|p| p.input_partition >= partitions)
-            {
-                return Err(MergeError::PartitionOutOfRange {
-                    partition: p.input_partition,
-                    partitions,
-                });
-            }
+        {
+            return Err(MergeError::PartitionOutOfRange {
+                partition: p.input_partition,
+                partitions,
+            });
         }
         // Valid: apply.
         self.next_offset = self.next_offset.max(offset.saturating_add(1));
