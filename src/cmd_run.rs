@@ -21,6 +21,16 @@ pub struct RunArgs {
     /// fences its predecessor at once). Default: host name and process id.
     #[arg(long, env = "RAMPART_INSTANCE")]
     pub instance: Option<String>,
+    /// Start partitions whose checkpoint is refused from their committed
+    /// offset with empty state, instead of stopping. A checkpoint is refused
+    /// when its metadata is missing, unreadable or written by a newer
+    /// rampart, or when a topic's partition count changed since it was
+    /// written. What is lost: the events of windows such a partition held
+    /// open (missing from their rollups) and its dedup memory. After a
+    /// partition count change, drain first (stop the producers, wait until
+    /// every window is final), then run once with this flag.
+    #[arg(long)]
+    pub reset_state: bool,
     #[command(flatten)]
     pub client: crate::util::ClientArgs,
 }
@@ -33,7 +43,8 @@ pub enum RoleArg {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
-    let settings = args.client.load(args.config.as_deref())?;
+    let mut settings = args.client.load(args.config.as_deref())?;
+    settings.reset_state = args.reset_state;
     let instance = args.instance.unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())

@@ -9,10 +9,15 @@
 //!   points (`v1;...`; another version is unreadable); the codec enforces
 //!   Kafka's offset metadata budget instead of letting the broker reject, or
 //!   us truncate, a checkpoint.
-//! - [`on_unreadable_metadata`] is the one policy for committed metadata that
-//!   cannot be decoded.
+//! - [`restore`] refuses a checkpoint it cannot resume exactly (metadata
+//!   missing, unreadable or of a newer version; written with other partition
+//!   counts, see [`Topology`]); [`on_refused_checkpoint`] is the one policy:
+//!   stop the stage, or with `--reset-state` start the partition from its
+//!   committed offset with empty state and rewrite its checkpoint.
 //!
 //! Depends on `rampart-core` only; the runtime and the handlers use it.
+
+use std::sync::Arc;
 
 use rampart_core::ingest::{ResumeError, ResumePoint};
 use rampart_core::merge::MergeResumePoint;
@@ -21,6 +26,16 @@ use tracing::warn;
 /// Kafka's default `offset.metadata.max.bytes`: the broker rejects a commit
 /// whose metadata is longer.
 pub(crate) const METADATA_MAX_BYTES: usize = 4096;
+
+/// What a refused checkpoint's error tells the operator to do.
+const RESET_HINT: &str = "to discard this partition's state and go on from its committed offset \
+     (events of windows it held open are then missing from their rollups), restart once with \
+     `rampart run --reset-state`";
+
+/// What a changed partition count's error tells the operator to do.
+pub(crate) const DRAIN_HINT: &str = "a changed partition count re-routes keys and input \
+     partitions, so state cannot carry over: drain first (stop the producers, wait until every \
+     window is final), then restart once with `rampart run --reset-state`";
 
 /// Why a partition cannot be checkpointed or restored.
 #[derive(Debug, thiserror::Error)]
@@ -34,12 +49,116 @@ pub enum CheckpointError {
         bytes: usize,
         budget: usize,
     },
-    #[error("committed checkpoint metadata of partition {partition} is unreadable: {source}")]
+    #[error(
+        "checkpoint metadata is missing: committed offset {committed_offset} carries none, so \
+         the partition's open windows and dedup state cannot be rebuilt; {RESET_HINT}"
+    )]
+    MissingMetadata { committed_offset: i64 },
+    #[error("checkpoint metadata is unreadable ({source}): {text:?}; {RESET_HINT}")]
     UnreadableMetadata {
-        partition: i32,
+        text: String,
         #[source]
         source: ResumeError,
     },
+    #[error(
+        "the checkpoint was written when topic {topic} had {recorded} partitions; it has {now} \
+         now; {DRAIN_HINT}"
+    )]
+    PartitionCountChanged {
+        topic: Arc<str>,
+        recorded: u32,
+        now: u32,
+    },
+    #[error(
+        "topic {topic} has more partitions than the {count} this stage started with; \
+         {DRAIN_HINT}"
+    )]
+    PartitionBeyondCount { topic: Arc<str>, count: u32 },
+}
+
+/// The partition counts rampart routes by: input partitions (each closes
+/// windows, the merge waits for all) and partials partitions (`dimension/key`
+/// hash modulo the count). Every checkpoint records both (`;n=<input>;p=<partials>`
+/// after the resume point's fields); a checkpoint written with other counts is
+/// refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Topology {
+    pub(crate) input_topic: Arc<str>,
+    pub(crate) input_partitions: u32,
+    pub(crate) partials_topic: Arc<str>,
+    pub(crate) partials_partitions: u32,
+}
+
+impl Topology {
+    fn metadata_suffix(&self) -> String {
+        format!(
+            ";n={};p={}",
+            self.input_partitions, self.partials_partitions
+        )
+    }
+
+    /// The first count `recorded` (from a checkpoint) disagrees on.
+    fn changed(&self, recorded: RecordedCounts) -> Option<CheckpointError> {
+        let pairs = [
+            (&self.input_topic, recorded.input, self.input_partitions),
+            (
+                &self.partials_topic,
+                recorded.partials,
+                self.partials_partitions,
+            ),
+        ];
+        pairs.into_iter().find_map(|(topic, recorded, now)| {
+            recorded
+                .filter(|r| *r != now)
+                .map(|recorded| CheckpointError::PartitionCountChanged {
+                    topic: topic.clone(),
+                    recorded,
+                    now,
+                })
+        })
+    }
+}
+
+/// How a stage restores its partitions.
+#[derive(Clone, Debug)]
+pub(crate) struct RestorePolicy {
+    pub(crate) topology: Topology,
+    /// The stage's own input topic is the partials topic (the merge).
+    pub(crate) consumes_partials: bool,
+    /// `rampart run --reset-state`.
+    pub(crate) reset_state: bool,
+}
+
+impl RestorePolicy {
+    fn consumed(&self) -> (&Arc<str>, u32) {
+        let t = &self.topology;
+        if self.consumes_partials {
+            (&t.partials_topic, t.partials_partitions)
+        } else {
+            (&t.input_topic, t.input_partitions)
+        }
+    }
+}
+
+/// Partition counts read back from a checkpoint (`None`: written before they
+/// were recorded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RecordedCounts {
+    input: Option<u32>,
+    partials: Option<u32>,
+}
+
+fn recorded_counts(text: &str) -> Result<RecordedCounts, ResumeError> {
+    let mut counts = RecordedCounts::default();
+    for field in text.split(';').skip(1) {
+        let (slot, name) = match field.split_at_checked(2) {
+            Some(("n=", value)) => (&mut counts.input, value),
+            Some(("p=", value)) => (&mut counts.partials, value),
+            _ => continue,
+        };
+        *slot = Some(name.parse().map_err(|_| ResumeError::Malformed("n/p"))?);
+    }
+    Ok(counts)
 }
 
 /// What one partition commits: the next offset to read and its metadata.
@@ -52,14 +171,17 @@ pub(crate) struct PartitionCheckpoint {
 
 /// A resume point that travels in commit metadata.
 pub(crate) trait ResumeMetadata: Sized {
-    fn to_metadata(&self) -> String;
+    /// The metadata text, within `budget` bytes if the format can coarsen
+    /// itself to fit (longer text is refused by [`encode_metadata`]).
+    fn to_metadata(&self, budget: usize) -> String;
     fn from_metadata(text: &str) -> Result<Self, ResumeError>;
     /// The offset a restored partition re-reads from.
     fn replay_from_offset(&self) -> i64;
 }
 
 impl ResumeMetadata for ResumePoint {
-    fn to_metadata(&self) -> String {
+    /// Bounded by construction (`rampart_core::ingest::MAX_IDLE_ADVANCES`).
+    fn to_metadata(&self, _budget: usize) -> String {
         ResumePoint::to_metadata(self)
     }
     fn from_metadata(text: &str) -> Result<Self, ResumeError> {
@@ -71,8 +193,10 @@ impl ResumeMetadata for ResumePoint {
 }
 
 impl ResumeMetadata for MergeResumePoint {
-    fn to_metadata(&self) -> String {
-        MergeResumePoint::to_metadata(self)
+    /// Coarsens the per-input-partition markers when they do not fit.
+    fn to_metadata(&self, budget: usize) -> String {
+        self.to_metadata_within(budget)
+            .unwrap_or_else(|| MergeResumePoint::to_metadata(self))
     }
     fn from_metadata(text: &str) -> Result<Self, ResumeError> {
         MergeResumePoint::from_metadata(text)
@@ -82,13 +206,16 @@ impl ResumeMetadata for MergeResumePoint {
     }
 }
 
-/// Encodes `resume` for partition `partition`'s commit, refusing text over
-/// [`METADATA_MAX_BYTES`].
+/// Encodes `resume` and the partition counts for partition `partition`'s
+/// commit, refusing text over [`METADATA_MAX_BYTES`].
 pub(crate) fn encode_metadata<R: ResumeMetadata>(
     partition: i32,
     resume: &R,
+    topology: &Topology,
 ) -> Result<String, CheckpointError> {
-    let text = resume.to_metadata();
+    let suffix = topology.metadata_suffix();
+    let mut text = resume.to_metadata(METADATA_MAX_BYTES.saturating_sub(suffix.len()));
+    text.push_str(&suffix);
     if text.len() > METADATA_MAX_BYTES {
         return Err(CheckpointError::MetadataTooLarge {
             partition,
@@ -100,8 +227,8 @@ pub(crate) fn encode_metadata<R: ResumeMetadata>(
 }
 
 /// Decodes committed metadata written by [`encode_metadata`].
-pub(crate) fn decode_metadata<R: ResumeMetadata>(text: &str) -> Result<R, ResumeError> {
-    R::from_metadata(text)
+fn decode_metadata<R: ResumeMetadata>(text: &str) -> Result<(R, RecordedCounts), ResumeError> {
+    Ok((R::from_metadata(text)?, recorded_counts(text)?))
 }
 
 /// Where an assigned partition starts, decided from its committed offset and
@@ -114,62 +241,92 @@ pub(crate) struct Restored<R> {
     pub(crate) replay_until: i64,
     /// First offset to fetch (`None`: the beginning of the partition).
     pub(crate) fetch_from: Option<i64>,
-}
-
-impl<R> Restored<R> {
-    /// Empty state, reading on from `committed_offset`.
-    fn empty_from(committed_offset: i64) -> Self {
-        Restored {
-            resume: None,
-            replay_until: committed_offset,
-            fetch_from: Some(committed_offset),
-        }
-    }
+    /// The committed checkpoint was discarded (`--reset-state`): write a
+    /// valid one at the next checkpoint even if nothing arrives.
+    pub(crate) rewrite: bool,
 }
 
 /// Decides how partition `partition` restarts from what was committed for it:
-/// nothing (start at the beginning, empty state), an offset without metadata
-/// (start there, empty state) or an offset with a resume point (replay from
-/// the resume point up to the offset).
+/// nothing (start at the beginning, empty state) or an offset with a resume
+/// point (replay from the resume point up to the offset). A checkpoint that
+/// cannot be resumed exactly goes to [`on_refused_checkpoint`]; a partition
+/// the stage's partition count does not cover is refused always.
 pub(crate) fn restore<R: ResumeMetadata>(
     partition: i32,
     committed: Option<(i64, &str)>,
+    policy: &RestorePolicy,
 ) -> Result<Restored<R>, CheckpointError> {
-    match committed {
-        None => Ok(Restored {
-            resume: None,
-            replay_until: 0,
-            fetch_from: None,
-        }),
-        Some((offset, "")) => Ok(Restored::empty_from(offset)),
-        Some((offset, metadata)) => match decode_metadata::<R>(metadata) {
-            Ok(resume) => Ok(Restored {
-                fetch_from: Some(resume.replay_from_offset()),
-                resume: Some(resume),
-                replay_until: offset,
-            }),
-            Err(source) => on_unreadable_metadata(partition, offset, source),
-        },
+    let (topic, count) = policy.consumed();
+    if u32::try_from(partition).map_or(true, |p| p >= count) {
+        return Err(CheckpointError::PartitionBeyondCount {
+            topic: topic.clone(),
+            count,
+        });
     }
+    let (offset, refused) = match committed {
+        None => {
+            return Ok(Restored {
+                resume: None,
+                replay_until: 0,
+                fetch_from: None,
+                rewrite: false,
+            });
+        }
+        Some((offset, "")) => (
+            offset,
+            CheckpointError::MissingMetadata {
+                committed_offset: offset,
+            },
+        ),
+        Some((offset, text)) => match decode_metadata::<R>(text) {
+            Ok((resume, recorded)) => match policy.topology.changed(recorded) {
+                None => {
+                    return Ok(Restored {
+                        fetch_from: Some(resume.replay_from_offset()),
+                        resume: Some(resume),
+                        replay_until: offset,
+                        rewrite: false,
+                    });
+                }
+                Some(changed) => (offset, changed),
+            },
+            Err(source) => (
+                offset,
+                CheckpointError::UnreadableMetadata {
+                    text: text.chars().take(80).collect(),
+                    source,
+                },
+            ),
+        },
+    };
+    on_refused_checkpoint(partition, offset, refused, policy.reset_state)
 }
 
-/// The one policy for committed metadata that cannot be decoded: the
-/// partition starts from its committed offset with empty state, and a warning
-/// names the error. (Refusing to start instead is a matter of returning
-/// `Err(error)` here.)
-fn on_unreadable_metadata<R>(
+/// The one policy for a committed checkpoint that cannot be resumed exactly:
+/// stop the stage with `error` (it says what to do), or, under
+/// `--reset-state`, start the partition from its committed offset with empty
+/// state and rewrite its checkpoint.
+fn on_refused_checkpoint<R>(
     partition: i32,
     committed_offset: i64,
-    source: ResumeError,
+    error: CheckpointError,
+    reset_state: bool,
 ) -> Result<Restored<R>, CheckpointError> {
-    let error = CheckpointError::UnreadableMetadata { partition, source };
+    if !reset_state {
+        return Err(error);
+    }
     warn!(
         partition,
         committed_offset,
         %error,
-        "starting the partition from its committed offset with empty state"
+        "--reset-state: starting the partition from its committed offset with empty state"
     );
-    Ok(Restored::empty_from(committed_offset))
+    Ok(Restored {
+        resume: None,
+        replay_until: committed_offset,
+        fetch_from: Some(committed_offset),
+        rewrite: true,
+    })
 }
 
 /// A handler's state for one input partition plus the offsets that decide
@@ -193,7 +350,7 @@ impl<S> Replaying<S> {
             state: build(restored.resume.as_ref()),
             replay_until: restored.replay_until,
             next_offset: restored.fetch_from,
-            dirty: false,
+            dirty: restored.rewrite,
         }
     }
 
@@ -220,11 +377,26 @@ impl<S> Replaying<S> {
         self.dirty = true;
     }
 
+    /// The consumer reached the end of a partition it never got a message
+    /// from, fetching from its beginning; `start` is where that is (the low
+    /// watermark), so the partition can commit it with its state.
+    pub(crate) fn note_start(&mut self, start: i64) {
+        if self.next_offset.is_none() {
+            self.next_offset = Some(start);
+        }
+    }
+
+    /// Where fetching started has yet to be learned (see [`Self::note_start`]).
+    pub(crate) fn start_unknown(&self) -> bool {
+        self.next_offset.is_none()
+    }
+
     /// The checkpoint to commit, if anything changed and replay is over;
     /// `resume_point` reads the state's resume point.
     pub(crate) fn take_checkpoint<R: ResumeMetadata>(
         &mut self,
         partition: i32,
+        topology: &Topology,
         resume_point: impl FnOnce(&S) -> R,
     ) -> Result<Option<PartitionCheckpoint>, CheckpointError> {
         let Some(next_offset) = self.next_offset else {
@@ -233,7 +405,7 @@ impl<S> Replaying<S> {
         if !self.dirty || next_offset < self.replay_until {
             return Ok(None);
         }
-        let metadata = encode_metadata(partition, &resume_point(&self.state))?;
+        let metadata = encode_metadata(partition, &resume_point(&self.state), topology)?;
         self.dirty = false;
         Ok(Some(PartitionCheckpoint {
             partition,
@@ -252,7 +424,7 @@ mod tests {
     struct FixedLength(usize);
 
     impl ResumeMetadata for FixedLength {
-        fn to_metadata(&self) -> String {
+        fn to_metadata(&self, _budget: usize) -> String {
             "x".repeat(self.0)
         }
         fn from_metadata(text: &str) -> Result<Self, ResumeError> {
@@ -263,10 +435,31 @@ mod tests {
         }
     }
 
+    fn topology() -> Topology {
+        Topology {
+            input_topic: "raw".into(),
+            input_partitions: 4,
+            partials_topic: "partials".into(),
+            partials_partitions: 3,
+        }
+    }
+
+    fn policy(reset_state: bool) -> RestorePolicy {
+        RestorePolicy {
+            topology: topology(),
+            consumes_partials: false,
+            reset_state,
+        }
+    }
+
+    const COUNTS: &str = ";n=4;p=3";
+
     #[test]
     fn metadata_over_kafkas_budget_is_refused_not_truncated() {
-        assert_eq!(encode_metadata(3, &FixedLength(4096)).unwrap().len(), 4096);
-        match encode_metadata(3, &FixedLength(4097)) {
+        let fits = 4096 - COUNTS.len();
+        let text = encode_metadata(3, &FixedLength(fits), &topology()).unwrap();
+        assert_eq!(text.len(), 4096);
+        match encode_metadata(3, &FixedLength(fits + 1), &topology()) {
             Err(CheckpointError::MetadataTooLarge {
                 partition: 3,
                 bytes: 4097,
@@ -277,7 +470,7 @@ mod tests {
     }
 
     #[test]
-    fn ingest_resume_point_round_trips() {
+    fn ingest_resume_point_round_trips_with_the_partition_counts() {
         let resume = ResumePoint {
             replay_from_offset: 40,
             head_before: Some(1_000),
@@ -285,32 +478,54 @@ mod tests {
             idle_advances: vec![(41, 2_000)],
             clock: vec![(40, 1_700_000_000_000), (45, 1_700_000_010_000)],
         };
-        let text = encode_metadata(0, &resume).unwrap();
+        let text = encode_metadata(0, &resume, &topology()).unwrap();
         // The clock after its first entry as differences: +5 offsets, +10 s.
         assert_eq!(
             text,
-            "v1;r=40;h=1000;e=-;i=41:2000;c=40:1700000000000,+5:+10000"
+            "v1;r=40;h=1000;e=-;i=41:2000;c=40:1700000000000,+5:+10000;n=4;p=3"
         );
-        assert_eq!(decode_metadata::<ResumePoint>(&text).unwrap(), resume);
+        let (decoded, counts) = decode_metadata::<ResumePoint>(&text).unwrap();
+        assert_eq!(decoded, resume);
+        assert_eq!(
+            counts,
+            RecordedCounts {
+                input: Some(4),
+                partials: Some(3)
+            }
+        );
+    }
+
+    #[test]
+    fn merge_markers_of_any_partition_count_fit_the_budget() {
+        // 100 000 input partitions, every marker different: the exact text
+        // would be ~1.4 MB.
+        let resume = MergeResumePoint {
+            replay_from_offset: i64::MAX / 2,
+            checkpoint_offset: i64::MAX / 2,
+            finalized_before: Some(1_700_000_000_000),
+            closed: (0..100_000).map(|i| Some(1_700_000_000_000 + i)).collect(),
+        };
+        let text = encode_metadata(0, &resume, &topology()).unwrap();
+        assert!(text.len() <= 4096, "{}", text.len());
+        let (decoded, _) = decode_metadata::<MergeResumePoint>(&text).unwrap();
+        assert_eq!(decoded.finalized_before, resume.finalized_before);
+        assert!(
+            decoded.closed.iter().all(|c| *c == Some(1_700_000_000_000)),
+            "coarsened to the lowest marker"
+        );
     }
 
     #[test]
     fn nothing_committed_starts_at_the_beginning() {
-        let restored = restore::<ResumePoint>(0, None).unwrap();
+        let restored = restore::<ResumePoint>(0, None, &policy(false)).unwrap();
         assert!(restored.resume.is_none());
         assert_eq!((restored.replay_until, restored.fetch_from), (0, None));
     }
 
     #[test]
-    fn offset_without_metadata_starts_there_with_empty_state() {
-        let restored = restore::<MergeResumePoint>(0, Some((17, ""))).unwrap();
-        assert!(restored.resume.is_none());
-        assert_eq!((restored.replay_until, restored.fetch_from), (17, Some(17)));
-    }
-
-    #[test]
     fn resume_point_replays_from_its_offset_up_to_the_committed_one() {
-        let restored = restore::<ResumePoint>(0, Some((50, "v1;r=30;h=-;e=-;i="))).unwrap();
+        let text = format!("v1;r=30;h=-;e=-;i={COUNTS}");
+        let restored = restore::<ResumePoint>(0, Some((50, &text)), &policy(false)).unwrap();
         assert_eq!(
             restored.resume.as_ref().map(|r| r.replay_from_offset),
             Some(30)
@@ -319,30 +534,92 @@ mod tests {
         let mut part = Replaying::new(restored, |_| ());
         assert!(part.is_replaying());
         assert!(part.note(30), "offset 30 < 50 is a replay");
-        assert_eq!(part.take_checkpoint(0, |_| FixedLength(1)).unwrap(), None);
+        let fixed = |_: &()| FixedLength(1);
+        assert_eq!(part.take_checkpoint(0, &topology(), fixed).unwrap(), None);
         assert!(!part.note(50), "offset 50 is new input");
         assert!(!part.is_replaying());
         let checkpoint = part
-            .take_checkpoint(0, |_| FixedLength(1))
+            .take_checkpoint(0, &topology(), fixed)
             .unwrap()
             .unwrap();
         assert_eq!(
             (checkpoint.next_offset, checkpoint.metadata.as_str()),
-            (51, "x")
+            (51, "x;n=4;p=3")
         );
         assert_eq!(
-            part.take_checkpoint(0, |_| FixedLength(1)).unwrap(),
+            part.take_checkpoint(0, &topology(), fixed).unwrap(),
             None,
             "clean now"
         );
     }
 
     #[test]
-    fn unreadable_or_other_version_metadata_starts_empty_from_the_committed_offset() {
-        for text in ["garbage", "v2;r=30;h=-;e=-;i=", "v1;r=x;h=-;e=-;i="] {
-            let restored = restore::<ResumePoint>(0, Some((50, text))).unwrap();
+    fn metadata_written_before_counts_were_recorded_resumes() {
+        let restored =
+            restore::<ResumePoint>(0, Some((50, "v1;r=30;h=-;e=-;i=")), &policy(false)).unwrap();
+        assert!(restored.resume.is_some());
+    }
+
+    #[test]
+    fn missing_unreadable_or_newer_metadata_is_refused_with_what_to_do() {
+        let cases = [
+            ("", "missing"),
+            ("garbage", "unreadable"),
+            ("v1;r=x;h=-;e=-;i=", "unreadable"),
+            ("v2;r=30;h=-;e=-;i=", "newer"),
+        ];
+        for (text, what) in cases {
+            let error = restore::<ResumePoint>(0, Some((50, text)), &policy(false)).unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains(what), "{text:?}: {message}");
+            assert!(message.contains("--reset-state"), "{message}");
+        }
+    }
+
+    #[test]
+    fn reset_state_starts_a_refused_partition_empty_and_rewrites_its_checkpoint() {
+        for text in ["", "garbage", "v2;r=30", "v1;r=30;h=-;e=-;i=;n=2;p=3"] {
+            let restored = restore::<ResumePoint>(0, Some((50, text)), &policy(true)).unwrap();
             assert!(restored.resume.is_none(), "{text}");
             assert_eq!((restored.replay_until, restored.fetch_from), (50, Some(50)));
+            let mut part = Replaying::new(restored, |_| ());
+            let checkpoint = part
+                .take_checkpoint(0, &topology(), |_| FixedLength(1))
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (checkpoint.next_offset, checkpoint.metadata.as_str()),
+                (50, "x;n=4;p=3"),
+                "nothing arrived, yet a valid checkpoint is written"
+            );
         }
+    }
+
+    #[test]
+    fn changed_partition_counts_are_refused_naming_the_topic() {
+        for (text, topic, recorded) in [
+            ("v1;r=30;h=-;e=-;i=;n=2;p=3", "raw", "2"),
+            ("v1;r=30;h=-;e=-;i=;n=4;p=5", "partials", "5"),
+        ] {
+            let message = restore::<ResumePoint>(0, Some((50, text)), &policy(false))
+                .unwrap_err()
+                .to_string();
+            for needle in [topic, recorded, "drain", "--reset-state"] {
+                assert!(message.contains(needle), "{needle}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_partition_beyond_the_stage_count_is_refused_even_under_reset_state() {
+        let error = restore::<ResumePoint>(4, None, &policy(true)).unwrap_err();
+        assert!(matches!(
+            error,
+            CheckpointError::PartitionBeyondCount { count: 4, .. }
+        ));
+        let mut merge = policy(false);
+        merge.consumes_partials = true;
+        assert!(restore::<MergeResumePoint>(3, None, &merge).is_err());
+        assert!(restore::<MergeResumePoint>(2, None, &merge).is_ok());
     }
 }

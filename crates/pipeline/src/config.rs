@@ -303,6 +303,11 @@ pub struct Settings {
     pub ingest: IngestConfig,
     pub idle_timeout_ms: i64,
     pub checkpoint_interval_ms: i64,
+    /// `rampart run --reset-state` (not a file setting): a partition whose
+    /// checkpoint is refused (metadata missing, unreadable or of a newer
+    /// version; a changed partition count) starts from its committed offset
+    /// with empty state instead of stopping the stage.
+    pub reset_state: bool,
 }
 
 /// Parses a duration such as `500ms`, `10s`, `5m`, `2h`, `7d` into milliseconds.
@@ -716,6 +721,7 @@ fn check(mut cfg: Config, source: &str, issues: &mut Vec<ConfigIssue>) -> Option
         ingest,
         idle_timeout_ms: idle,
         checkpoint_interval_ms: checkpoint,
+        reset_state: false,
     })
 }
 

@@ -20,9 +20,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
 use tracing::{debug, warn};
 
-use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying};
+use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying, RestorePolicy};
 use crate::records::{OutRecord, dead_letter, events_dead_letter, partials_hash};
-use crate::stage::{Handler, Start};
+use crate::stage::{Handler, Refused, Start};
 use crate::telemetry::IngestMetrics;
 
 /// Largest partials message the stage writes (bytes, before compression).
@@ -63,8 +63,8 @@ fn wall_ms() -> i64 {
 pub(crate) struct IngestWiring {
     pub(crate) partials_topic: Arc<str>,
     pub(crate) dlq_topic: Arc<str>,
-    pub(crate) input_partitions: u32,
-    pub(crate) partials_partitions: u32,
+    /// The partition counts routed by, and what a refused checkpoint does.
+    pub(crate) restore: RestorePolicy,
     pub(crate) idle_timeout_ms: i64,
 }
 
@@ -86,7 +86,7 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
         enricher: E,
         metrics: IngestMetrics,
     ) -> Self {
-        let batches = (0..wiring.partials_partitions.max(1))
+        let batches = (0..wiring.restore.topology.partials_partitions.max(1))
             .map(|_| PartialBatch::default())
             .collect();
         IngestHandler {
@@ -104,7 +104,7 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
         let (config, index, count) = (
             self.config.clone(),
             partition as u32,
-            self.wiring.input_partitions,
+            self.wiring.restore.topology.input_partitions,
         );
         match resume {
             Some(resume) => PartitionIngest::resume(config, index, count, resume),
@@ -151,6 +151,10 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
     }
 
     fn flush_batches(&mut self, out: &mut Vec<OutRecord>) {
+        // Every batch names the partials partition count it was routed with,
+        // so a merge reading a topic of another count stops instead of
+        // publishing a key twice.
+        let routing = self.wiring.restore.topology.partials_partitions;
         for (i, batch) in self.batches.iter_mut().enumerate() {
             if batch.partials.is_empty() && batch.closed.is_empty() {
                 continue;
@@ -158,7 +162,10 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             // Split oversized batches; partials keep their order and markers
             // travel with the last piece, after every partial they cover.
             let pending = std::mem::take(batch);
-            let mut piece = PartialBatch::default();
+            let mut piece = PartialBatch {
+                partials_partitions: routing,
+                ..PartialBatch::default()
+            };
             let mut size = 0;
             for p in pending.partials {
                 let len = p.encoded_len();
@@ -192,7 +199,8 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         partition: i32,
         committed: Option<(i64, &str)>,
     ) -> Result<Start, CheckpointError> {
-        let restored = checkpoint::restore::<ResumePoint>(partition, committed)?;
+        let restored =
+            checkpoint::restore::<ResumePoint>(partition, committed, &self.wiring.restore)?;
         debug!(
             partition,
             fetch_from = ?restored.fetch_from,
@@ -225,7 +233,11 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         self.partitions.remove(&partition);
     }
 
-    fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>) {
+    fn process(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), Refused> {
         let partition = msg.partition();
         let offset = msg.offset();
         let Some(part) = self.partitions.get_mut(&partition) else {
@@ -233,7 +245,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
                 partition,
                 offset, "message for a partition that is not assigned; ignored"
             );
-            return;
+            return Ok(());
         };
         let replaying = part.note(offset);
         let state = &mut part.state;
@@ -278,11 +290,20 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             }
         }
         self.drain_closed(partition, out);
+        Ok(())
     }
 
-    fn at_end(&mut self, partition: i32) {
+    fn at_end(&mut self, partition: i32, start_offset: &mut dyn FnMut() -> Option<i64>) {
         if let Some(part) = self.partitions.get_mut(&partition) {
             part.state.at_end = true;
+            // A partition that never got a message commits where it starts,
+            // so the markers its idle advances emit and its checkpoint agree
+            // after a restart.
+            if part.start_unknown()
+                && let Some(start) = start_offset()
+            {
+                part.note_start(start);
+            }
         }
     }
 
@@ -322,20 +343,39 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             if part.is_replaying() || !is_idle(&part.state) {
                 continue;
             }
-            let at_offset = part.next_offset().unwrap_or(0);
+            // Where the advance applies; unknown until the partition's start
+            // offset is (see `at_end`).
+            let Some(at_offset) = part.next_offset() else {
+                continue;
+            };
             let state = &mut part.state;
             let elapsed = now.duration_since(state.last_idle_advance).as_millis() as i64;
+            // Caught up and idle: follow the thread's newest head; with no
+            // head anywhere in the thread (partitions that never got a valid
+            // event), the partition's ingest clock.
             let target = match (state.core.head(), frontier) {
                 (Some(head), Some(f)) if f > head => Some(f),
                 (Some(head), _) if all_idle && elapsed > 0 => Some(head.saturating_add(elapsed)),
                 (None, Some(f)) => Some(f),
+                (None, None) => Some(
+                    state
+                        .core
+                        .trusted_now(at_offset)
+                        .unwrap_or(state.clock_ms),
+                ),
                 _ => None,
             };
-            if let Some(target) = target {
-                state.core.advance_idle(target, at_offset);
+            // Only an advance that closes a window is recorded (the record
+            // is bounded, `MAX_IDLE_ADVANCES`); until then time accumulates.
+            let Some(target) = target.filter(|t| state.core.idle_advance_closes(*t)) else {
+                continue;
+            };
+            if state.core.advance_idle(target, at_offset) {
                 state.last_idle_advance = now;
                 part.mark_dirty();
                 advanced.push(partition);
+            } else {
+                self.metrics.idle_advance_refused();
             }
         }
         for partition in advanced {
@@ -354,8 +394,9 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
 
     fn checkpoint(&mut self) -> Result<Vec<PartitionCheckpoint>, CheckpointError> {
         let mut checkpoints = Vec::new();
+        let topology = &self.wiring.restore.topology;
         for (&partition, part) in &mut self.partitions {
-            if let Some(c) = part.take_checkpoint(partition, |s| s.core.resume_point())? {
+            if let Some(c) = part.take_checkpoint(partition, topology, |s| s.core.resume_point())? {
                 checkpoints.push(c);
             }
         }

@@ -46,6 +46,7 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use tracing::info;
 
+use crate::checkpoint::{RestorePolicy, Topology};
 use crate::config::{Guarantee, Settings};
 use crate::ingest::{IngestHandler, IngestWiring};
 use crate::merge::{MergeHandler, MergeWiring};
@@ -219,6 +220,22 @@ pub fn run(
         ensure_topics(settings, &admin)?;
     }
     let interval = Duration::from_millis(settings.checkpoint_interval_ms as u64);
+    // Both stages route by both counts and record them in every checkpoint.
+    let topology = Topology {
+        input_topic: cfg.topics.input.as_str().into(),
+        input_partitions: partition_count(&admin, &cfg.topics.input)?,
+        partials_topic: cfg.topics.partials.as_str().into(),
+        partials_partitions: partition_count(&admin, &cfg.topics.partials)?,
+    };
+    let watched_topics = vec![
+        (cfg.topics.input.clone(), topology.input_partitions),
+        (cfg.topics.partials.clone(), topology.partials_partitions),
+    ];
+    let restore = |consumes_partials| RestorePolicy {
+        topology: topology.clone(),
+        consumes_partials,
+        reset_state: settings.reset_state,
+    };
     let mut threads = Vec::new();
     let mut counters = RunCounters::default();
     if matches!(role, Role::Both | Role::Ingest) {
@@ -231,14 +248,13 @@ pub fn run(
         let wiring = IngestWiring {
             partials_topic: cfg.topics.partials.as_str().into(),
             dlq_topic: cfg.topics.dlq.as_str().into(),
-            input_partitions: partition_count(&admin, &cfg.topics.input)?,
-            partials_partitions: partition_count(&admin, &cfg.topics.partials)?,
+            restore: restore(false),
             idle_timeout_ms: settings.idle_timeout_ms,
         };
         let n = match cfg.processing.ingest_threads {
             0 => std::thread::available_parallelism()
                 .map_or(1, usize::from)
-                .min(wiring.input_partitions.max(1) as usize),
+                .min(topology.input_partitions.max(1) as usize),
             n => n,
         };
         info!(input_topic = %cfg.topics.input, ?wiring, threads = n, "starting ingest stage");
@@ -261,6 +277,7 @@ pub fn run(
                     producer: producer_config(settings, &format!("ingest-{i}"), instance)?,
                     guarantee: cfg.processing.guarantee,
                     checkpoint_interval: interval,
+                    watched_topics: watched_topics.clone(),
                 },
                 handler,
                 shared.clone(),
@@ -273,7 +290,7 @@ pub fn run(
     if matches!(role, Role::Both | Role::Merge) {
         let wiring = MergeWiring {
             rollups_topic: cfg.topics.rollups.as_str().into(),
-            dlq_topic: cfg.topics.dlq.as_str().into(),
+            restore: restore(true),
             window_size_ms: settings.ingest.window.size_ms,
         };
         let telemetry = Arc::new(StageTelemetry::new("merge", &cfg.topics.partials));
@@ -287,6 +304,7 @@ pub fn run(
                 producer: producer_config(settings, "merge", instance)?,
                 guarantee: cfg.processing.guarantee,
                 checkpoint_interval: interval,
+                watched_topics,
             },
             handler,
             merge_counters.clone(),

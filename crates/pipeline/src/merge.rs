@@ -3,6 +3,11 @@
 //! One `rampart_core::merge::Merger` per partials partition. A window is final
 //! when every input partition has closed it; its rollups go to the compacted
 //! rollup topic keyed `dimension/key/window_start_ms`.
+//!
+//! Partials are never dead-lettered: a batch that does not decode, that the
+//! merger refuses, or that was routed with another partials partition count
+//! than the topic has stops the stage (going past it would lose its counts
+//! or publish a key twice).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,16 +19,17 @@ use rampart_core::proto::v1::internal::PartialBatch;
 use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
 
-use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying};
-use crate::records::{OutRecord, dead_letter, rollup_key};
-use crate::stage::{Handler, Start};
+use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying, RestorePolicy};
+use crate::records::{OutRecord, rollup_key};
+use crate::stage::{Handler, Refused, Start};
 use crate::telemetry::MergeMetrics;
 
 /// Static wiring of the merge stage.
 #[derive(Clone, Debug)]
 pub(crate) struct MergeWiring {
     pub(crate) rollups_topic: Arc<str>,
-    pub(crate) dlq_topic: Arc<str>,
+    /// The partition counts routed by, and what a refused checkpoint does.
+    pub(crate) restore: RestorePolicy,
     pub(crate) window_size_ms: i64,
 }
 
@@ -51,7 +57,8 @@ impl Handler for MergeHandler {
         partition: i32,
         committed: Option<(i64, &str)>,
     ) -> Result<Start, CheckpointError> {
-        let restored = checkpoint::restore::<MergeResumePoint>(partition, committed)?;
+        let restored =
+            checkpoint::restore::<MergeResumePoint>(partition, committed, &self.wiring.restore)?;
         let window_size_ms = self.wiring.window_size_ms;
         let part = Replaying::new(restored, |resume| match resume {
             Some(resume) => Merger::resume(window_size_ms, resume),
@@ -66,47 +73,42 @@ impl Handler for MergeHandler {
         self.partitions.remove(&partition);
     }
 
-    fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>) {
+    fn process(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), Refused> {
         let partition = msg.partition();
         let offset = msg.offset();
         let Some(part) = self.partitions.get_mut(&partition) else {
-            return;
+            return Ok(());
         };
         let replaying = part.note(offset);
         if !replaying {
             self.metrics.received(msg.payload_len());
         }
-        let batch = match PartialBatch::decode(msg.payload().unwrap_or_default()) {
-            Ok(b) => b,
-            Err(e) => {
-                if !replaying {
-                    self.metrics.malformed();
-                    out.push(dead_letter(
-                        &self.wiring.dlq_topic,
-                        msg,
-                        "malformed_partials",
-                        &e.to_string(),
-                    ));
-                }
-                return;
-            }
-        };
-        if let Err(e) = part.state.apply(&batch, offset) {
-            if !replaying {
-                self.metrics.malformed();
-                out.push(dead_letter(
-                    &self.wiring.dlq_topic,
-                    msg,
-                    "malformed_partials",
-                    &e.to_string(),
-                ));
-            }
-            return;
+        let batch = PartialBatch::decode(msg.payload().unwrap_or_default()).map_err(|e| {
+            self.metrics.malformed();
+            Refused(format!("partials message does not decode: {e}"))
+        })?;
+        let routing = self.wiring.restore.topology.partials_partitions;
+        // 0: written by a rampart that did not record its routing.
+        if batch.partials_partitions != 0 && batch.partials_partitions != routing {
+            return Err(Refused(format!(
+                "partials routed for {} partitions, but topic {} has {routing}; {}",
+                batch.partials_partitions,
+                self.wiring.restore.topology.partials_topic,
+                checkpoint::DRAIN_HINT
+            )));
         }
+        part.state.apply(&batch, offset).map_err(|e| {
+            self.metrics.malformed();
+            Refused(format!("partials refused by the merger: {e}"))
+        })?;
         self.rollups.clear();
         part.state.take_final(&mut self.rollups);
         if self.rollups.is_empty() {
-            return;
+            return Ok(());
         }
         let sent_from = out.len();
         for r in &self.rollups {
@@ -128,6 +130,7 @@ impl Handler for MergeHandler {
         let closable_at = (!replaying).then(|| msg.timestamp().to_millis()).flatten();
         self.metrics.published(&self.rollups, bytes, closable_at);
         self.rollups.clear();
+        Ok(())
     }
 
     fn tick(&mut self, _now: Instant, _out: &mut Vec<OutRecord>) {
@@ -146,8 +149,9 @@ impl Handler for MergeHandler {
 
     fn checkpoint(&mut self) -> Result<Vec<PartitionCheckpoint>, CheckpointError> {
         let mut checkpoints = Vec::new();
+        let topology = &self.wiring.restore.topology;
         for (&partition, part) in &mut self.partitions {
-            if let Some(c) = part.take_checkpoint(partition, Merger::resume_point)? {
+            if let Some(c) = part.take_checkpoint(partition, topology, Merger::resume_point)? {
                 checkpoints.push(c);
             }
         }

@@ -47,7 +47,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::BorrowedMessage;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList, TopicPartitionListElem};
 use rdkafka::types::RDKafkaRespErr;
@@ -78,11 +78,19 @@ pub(crate) trait Handler: Send + 'static {
     ) -> Result<Start, CheckpointError>;
     /// `partition` is no longer ours (after a checkpoint, or after an abort).
     fn revoke(&mut self, partition: i32);
-    /// One input message.
-    fn process(&mut self, msg: &BorrowedMessage<'_>, out: &mut Vec<OutRecord>);
+    /// One input message. An error stops the stage before anything of the
+    /// message is committed: the input must not be skipped, and processing
+    /// it would count or publish something twice.
+    fn process(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        out: &mut Vec<OutRecord>,
+    ) -> Result<(), Refused>;
     /// The consumer has read everything `partition` holds right now (a
     /// message for it clears this). Only such partitions are idle.
-    fn at_end(&mut self, _partition: i32) {}
+    /// `start_offset` asks the broker where the partition begins (its low
+    /// watermark), for a partition that never got a message.
+    fn at_end(&mut self, _partition: i32, _start_offset: &mut dyn FnMut() -> Option<i64>) {}
     /// Called about every 100 ms of processing time (idle watermark advance).
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>);
     /// What to commit for every partition that has something new to commit;
@@ -92,6 +100,10 @@ pub(crate) trait Handler: Send + 'static {
     /// state of every partition; `assign` follows for each one still owned.
     fn reset(&mut self);
 }
+
+/// Why a handler refuses an input message (see [`Handler::process`]).
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) String);
 
 /// Static settings of one stage.
 #[derive(Clone, Debug)]
@@ -103,7 +115,15 @@ pub(crate) struct StageSettings {
     pub producer: ClientConfig,
     pub guarantee: Guarantee,
     pub checkpoint_interval: Duration,
+    /// Topics whose partition count the stage was built with (its input,
+    /// and the partials topic it routes to or reads): checked every
+    /// [`TOPOLOGY_CHECK_INTERVAL`]; a change stops the stage.
+    pub watched_topics: Vec<(String, u32)>,
 }
+
+/// How often a running stage compares its topics' partition counts with
+/// those it was built with.
+const TOPOLOGY_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Progress a stage keeps about itself, readable from any thread (progress
 /// displays, tests). Everything else it reports as [`StageEvent`]s.
@@ -146,6 +166,40 @@ pub enum StageError {
         what: &'static str,
         #[source]
         error: KafkaError,
+    },
+    #[error(
+        "the {stage} stage cannot start partition {partition} of topic {topic} (consumer group \
+         {group}): {source}"
+    )]
+    Start {
+        stage: &'static str,
+        topic: String,
+        group: String,
+        partition: i32,
+        #[source]
+        source: CheckpointError,
+    },
+    #[error(
+        "the {stage} stage stopped at offset {offset} of partition {partition} of topic {topic}: \
+         {reason}"
+    )]
+    Refused {
+        stage: &'static str,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        reason: String,
+    },
+    #[error(
+        "topic {topic} has {now} partitions now; the {stage} stage started with {built}; \
+         {}",
+        crate::checkpoint::DRAIN_HINT
+    )]
+    TopicResized {
+        stage: &'static str,
+        topic: String,
+        built: u32,
+        now: u32,
     },
 }
 
@@ -446,9 +500,21 @@ impl<H: Handler> Inner<H> {
                 }
                 Some(start.fetch_from.map_or(Offset::Beginning, Offset::Offset))
             }
-            Err(e) => {
-                warn!(stage = self.settings.name, partition, error = %e, "cannot start partition; stopping");
-                self.fatal.get_or_insert(e.into());
+            Err(source) => {
+                let error = StageError::Start {
+                    stage: self.settings.name,
+                    topic: self.settings.input_topic.clone(),
+                    group: self
+                        .settings
+                        .consumer
+                        .get("group.id")
+                        .unwrap_or_default()
+                        .to_owned(),
+                    partition,
+                    source,
+                };
+                warn!(stage = self.settings.name, partition, %error, "cannot start partition; stopping");
+                self.fatal.get_or_insert(error);
                 None
             }
         }
@@ -572,6 +638,7 @@ impl<H: Handler> Stage<H> {
         let interval = lock(&self.inner).settings.checkpoint_interval;
         let mut next_checkpoint = Instant::now() + interval;
         let mut next_tick = Instant::now();
+        let mut next_topology_check = Instant::now() + TOPOLOGY_CHECK_INTERVAL;
         let mut out = Vec::new();
         info!(stage = name, "stage started");
         while !shutdown.load(Ordering::Relaxed) {
@@ -583,11 +650,32 @@ impl<H: Handler> Stage<H> {
             match polled {
                 Some(Ok(msg)) => {
                     inner.counters.messages.fetch_add(1, Ordering::Relaxed);
-                    inner.handler.process(&msg, &mut out);
+                    if let Err(Refused(reason)) = inner.handler.process(&msg, &mut out) {
+                        let error = StageError::Refused {
+                            stage: name,
+                            topic: inner.settings.input_topic.clone(),
+                            partition: msg.partition(),
+                            offset: msg.offset(),
+                            reason,
+                        };
+                        warn!(stage = name, %error, "refusing input; stopping");
+                        return Err(error);
+                    }
                     inner.send(&mut out);
                 }
                 Some(Err(e)) => match consumer_error::classify(&e) {
-                    ConsumerErrorClass::EndOfPartition(p) => inner.handler.at_end(p),
+                    ConsumerErrorClass::EndOfPartition(p) => {
+                        let topic = inner.settings.input_topic.clone();
+                        let consumer = &self.consumer;
+                        let mut start_offset = || {
+                            consumer
+                                .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                                .map_err(|e| warn!(error = %e, partition = p, "cannot read the low watermark"))
+                                .ok()
+                                .map(|(low, _)| low)
+                        };
+                        inner.handler.at_end(p, &mut start_offset);
+                    }
                     ConsumerErrorClass::Retried => {
                         warn!(stage = name, error = %e, "consumer error; librdkafka retries");
                         inner.observer.observe(StageEvent::ConsumerErrorRetried);
@@ -615,6 +703,13 @@ impl<H: Handler> Stage<H> {
             if now >= next_checkpoint {
                 inner.checkpoint(&self.consumer);
                 next_checkpoint = now + interval;
+            }
+            if now >= next_topology_check {
+                if let Some(error) = resized_topic(&self.consumer, &inner.settings) {
+                    warn!(stage = name, %error, "stopping");
+                    return Err(error);
+                }
+                next_topology_check = now + TOPOLOGY_CHECK_INTERVAL;
             }
             if inner.needs_rewind {
                 inner.rewind(&self.consumer);
@@ -644,4 +739,29 @@ impl<H: Handler> Stage<H> {
         info!(stage = name, "stage stopped");
         Ok(())
     }
+}
+
+/// The first watched topic whose partition count differs from the one the
+/// stage was built with (a failed metadata request is retried next time).
+fn resized_topic<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    settings: &StageSettings,
+) -> Option<StageError> {
+    settings.watched_topics.iter().find_map(|(topic, built)| {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| warn!(%topic, error = %e, "cannot read topic metadata"))
+            .ok()?;
+        let now = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as u32)?;
+        (now != *built).then(|| StageError::TopicResized {
+            stage: settings.name,
+            topic: topic.clone(),
+            built: *built,
+            now,
+        })
+    })
 }

@@ -98,6 +98,15 @@ pub struct IngestConfig {
     pub limits: Limits,
 }
 
+/// Most idle advances a resume point carries. An entry is at most 41 bytes
+/// (`<offset>:<head>,`), so 80 of them and the other fields stay well within
+/// Kafka's 4096-byte `offset.metadata.max.bytes`. Only advances that close a
+/// window are worth taking ([`PartitionIngest::idle_advance_closes`]), so a
+/// replay span holds more than 80 only when the partition went idle and
+/// resumed within 80 different windows of it; further advances then wait
+/// (are refused) until closing windows prune the log.
+pub const MAX_IDLE_ADVANCES: usize = 80;
+
 /// The ingest processor of one input partition. Single owner, no locking.
 #[derive(Debug)]
 pub struct PartitionIngest {
@@ -223,26 +232,40 @@ impl PartitionIngest {
         self.windows.len()
     }
 
+    /// Whether moving the head to `head_ms` would close a window: an idle
+    /// advance that does not changes nothing worth recording.
+    pub fn idle_advance_closes(&self, head_ms: i64) -> bool {
+        let Some(watermark) = self.cfg.window.watermark(Some(head_ms)) else {
+            return false;
+        };
+        let closed_before = self.cfg.window.closed_before(watermark);
+        self.last_marker.is_none_or(|marker| closed_before > marker)
+    }
+
     /// Advances the head by processing time while the partition is idle.
     /// `at_offset` is the next offset to be consumed; the advance is recorded
-    /// so that a replay applies it at the same point.
-    pub fn advance_idle(&mut self, head_ms: i64, at_offset: i64) {
+    /// so that a replay applies it at the same point. Returns false, changing
+    /// nothing, when the record is full ([`MAX_IDLE_ADVANCES`]).
+    pub fn advance_idle(&mut self, head_ms: i64, at_offset: i64) -> bool {
         self.apply_recorded_idle(at_offset);
         if self.head.is_some_and(|h| h >= head_ms) {
-            return;
+            return true;
         }
-        self.head = Some(head_ms);
         let all_applied = self.idle_applied == self.idle_log.len();
+        let full = self.idle_log.len() >= MAX_IDLE_ADVANCES;
         match self.idle_log.last_mut() {
             Some(last) if last.0 == at_offset && all_applied => {
                 last.1 = last.1.max(head_ms);
             }
+            _ if full => return false,
             _ => {
                 self.idle_log.push((at_offset, head_ms));
                 self.idle_applied = self.idle_log.len();
             }
         }
+        self.head = Some(head_ms);
         self.next_offset = self.next_offset.max(at_offset);
+        true
     }
 
     /// Applies recorded idle advances (from a resume point) due at or before

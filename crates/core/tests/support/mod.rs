@@ -287,7 +287,9 @@ pub fn step(
                 }
             }
         }
-        ModelInput::IdleAdvance { head_ms } => ing.advance_idle(*head_ms, at),
+        ModelInput::IdleAdvance { head_ms } => {
+            assert!(ing.advance_idle(*head_ms, at), "idle advance record full");
+        }
     }
     let mut partials = Vec::new();
     let closed = ing.take_closed(&*enr, &mut partials).into_iter().collect();

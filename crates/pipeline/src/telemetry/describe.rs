@@ -60,6 +60,11 @@ pub(crate) fn describe_all() {
         "Enrichment lookups by database (country, asn, sector) and result (hit: an answer; miss: unknown), counted per address the ingest resolves (it caches answers per address and prefix), not per event. Misses only: a database of the wrong kind, or an asset table that covers nothing."
     );
     describe_counter!(
+        "rampart_ingest_idle_advances_refused_total",
+        Unit::Count,
+        "Idle watermark advances not taken because the partition's checkpoint already records the most it can (they wait until windows close)."
+    );
+    describe_counter!(
         "rampart_dlq_messages_total",
         Unit::Count,
         "Messages written to the dead-letter topic, by stage."

@@ -37,6 +37,7 @@ pub struct IngestMetrics {
     discarded: Vec<(Rejection, Counter)>,
     invalid_input: Counter,
     dlq_messages: Counter,
+    idle_advances_refused: Counter,
     gauges: Arc<HandlerGauges>,
     pending: PendingCounts,
     /// `rampart_enrich_lookups_total{database, result}`, in the order of
@@ -87,6 +88,7 @@ impl IngestMetrics {
                 .collect(),
             invalid_input: counter!("rampart_errors_total", "stage" => S, "error_type" => "invalid_input"),
             dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
+            idle_advances_refused: counter!("rampart_ingest_idle_advances_refused_total"),
             gauges: HandlerGauges::register(S),
             pending: PendingCounts::default(),
             enrich_lookups: lookup_fields(&LookupCounts::default())
@@ -97,6 +99,12 @@ impl IngestMetrics {
                 .collect(),
             enrich_reported: LookupCounts::default(),
         }
+    }
+
+    /// An idle advance was not taken: the partition's record of them is full
+    /// (`rampart_core::ingest::MAX_IDLE_ADVANCES`).
+    pub(crate) fn idle_advance_refused(&self) {
+        self.idle_advances_refused.increment(1);
     }
 
     /// One valid input message (a batch of events): a few additions; the

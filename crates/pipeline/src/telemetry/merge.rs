@@ -21,8 +21,6 @@ pub(crate) struct MergeMetrics {
     sent_bytes: Counter,
     rollups: FxHashMap<i32, Counter>,
     malformed: Counter,
-    malformed_discarded: Counter,
-    dlq_messages: Counter,
     windows: Counter,
     close_latency: Histogram,
     domain: Domain,
@@ -55,8 +53,6 @@ impl MergeMetrics {
             sent_bytes: counter!("rampart_sent_bytes_total", "stage" => S),
             rollups,
             malformed: counter!("rampart_errors_total", "stage" => S, "error_type" => "malformed_partials"),
-            malformed_discarded: counter!("rampart_discarded_messages_total", "stage" => S, "reason" => "malformed_partials"),
-            dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
             windows: counter!("rampart_windows_closed_total"),
             close_latency: histogram!(WINDOW_CLOSE_LATENCY),
             domain: Domain::new(TOP_COUNTRIES),
@@ -70,11 +66,10 @@ impl MergeMetrics {
         self.received_bytes.increment(bytes as u64);
     }
 
-    /// A partials message that could not be decoded or applied, dead-lettered.
+    /// A partials message that could not be decoded or applied (the stage
+    /// stops on it; partials are never dead-lettered).
     pub(crate) fn malformed(&self) {
         self.malformed.increment(1);
-        self.malformed_discarded.increment(1);
-        self.dlq_messages.increment(1);
     }
 
     /// Final rollups produced from one message. `closable_at_ms` is the Kafka
