@@ -60,7 +60,10 @@ fn produced(spec: Spec) -> Workload {
 
 /// `rampart run` with extra arguments and `RAMPART_*` overrides, its stderr in a file.
 fn spawn(w: &Workload, name: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, PathBuf) {
-    let log = w.dir.path().join(format!("{name}.log"));
+    let log = match std::env::var("FINALITY_DEBUG_DIR") {
+        Ok(d) => PathBuf::from(d).join(format!("{name}.log")),
+        Err(_) => w.dir.path().join(format!("{name}.log")),
+    };
     let file = std::fs::File::create(&log).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rampart"));
     cmd.args(["run", "--config"])

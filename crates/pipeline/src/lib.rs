@@ -44,7 +44,7 @@ use rampart_enrich::Enrichment;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::checkpoint::{RestorePolicy, Topology};
 use crate::config::{Guarantee, Settings};
@@ -402,7 +402,21 @@ fn ensure_topics(
         .enable_all()
         .build()
         .map_err(|e| RunError::Other(format!("cannot start runtime: {e}")))?;
-    let report = rt.block_on(rampart_kafka::ensure_topics(admin, &specs))?;
+    let report = match rt.block_on(rampart_kafka::ensure_topics(admin, &specs)) {
+        Ok(report) => report,
+        // An existing topic's partition count is what the stages route by;
+        // the configured count only creates topics. Whether the count changed
+        // under existing state is the checkpoints' check (they record it).
+        Err(rampart_kafka::Error::TopicMismatch {
+            topic,
+            expected,
+            actual,
+        }) => {
+            warn!(%topic, configured = expected, actual, "topic exists with another partition count than configured; using the topic's");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     if !report.created.is_empty() {
         info!(created = ?report.created, "created topics");
     }
