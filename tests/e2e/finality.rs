@@ -58,7 +58,8 @@ fn produced(spec: Spec) -> Workload {
     w
 }
 
-/// `rampart run` with extra arguments and `RAMPART_*` overrides, its stderr in a file.
+/// `rampart run` with extra arguments and `RAMPART_*` overrides, its stderr in
+/// a file (in `$FINALITY_DEBUG_DIR` when set, to read after a failure).
 fn spawn(w: &Workload, name: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, PathBuf) {
     let log = match std::env::var("FINALITY_DEBUG_DIR") {
         Ok(d) => PathBuf::from(d).join(format!("{name}.log")),
@@ -333,7 +334,13 @@ fn input_partitions_added_between_runs_are_refused_at_start() {
         &w.topics.rollups,
         Duration::from_secs(2),
     ));
-    assert!(diff(&truth.rollups, &got).is_empty());
+    let d = diff(&truth.rollups, &got);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(10)]
+    );
 }
 
 #[test]
@@ -362,9 +369,12 @@ fn partials_partitions_changed_between_runs_are_refused_at_start() {
         &w.topics.rollups,
         Duration::from_secs(2),
     ));
+    let d = diff(&truth.rollups, &got);
     assert!(
-        diff(&truth.rollups, &got).is_empty(),
-        "a key was published twice"
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(10)]
     );
 }
 
@@ -510,8 +520,11 @@ fn unreadable_checkpoint_metadata_is_refused_unless_reset_state() {
         &w.topics.rollups,
         Duration::from_secs(2),
     ));
+    let d = diff(&truth.rollups, &got);
     assert!(
-        diff(&truth.rollups, &got).is_empty(),
-        "a key was published twice"
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(10)]
     );
 }

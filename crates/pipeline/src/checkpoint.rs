@@ -23,6 +23,8 @@ use rampart_core::ingest::{ResumeError, ResumePoint};
 use rampart_core::merge::MergeResumePoint;
 use tracing::warn;
 
+use crate::topology::{DRAIN_HINT, RecordedCounts, Topology, recorded_counts};
+
 /// Kafka's default `offset.metadata.max.bytes`: the broker rejects a commit
 /// whose metadata is longer.
 pub(crate) const METADATA_MAX_BYTES: usize = 4096;
@@ -31,11 +33,6 @@ pub(crate) const METADATA_MAX_BYTES: usize = 4096;
 const RESET_HINT: &str = "to discard this partition's state and go on from its committed offset \
      (events of windows it held open are then missing from their rollups), restart once with \
      `rampart run --reset-state`";
-
-/// What a changed partition count's error tells the operator to do.
-pub(crate) const DRAIN_HINT: &str = "a changed partition count re-routes keys and input \
-     partitions, so state cannot carry over: drain first (stop the producers, wait until every \
-     window is final), then restart once with `rampart run --reset-state`";
 
 /// Why a partition cannot be checkpointed or restored.
 #[derive(Debug, thiserror::Error)]
@@ -76,49 +73,6 @@ pub enum CheckpointError {
     PartitionBeyondCount { topic: Arc<str>, count: u32 },
 }
 
-/// The partition counts rampart routes by: input partitions (each closes
-/// windows, the merge waits for all) and partials partitions (`dimension/key`
-/// hash modulo the count). Every checkpoint records both (`;n=<input>;p=<partials>`
-/// after the resume point's fields); a checkpoint written with other counts is
-/// refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Topology {
-    pub(crate) input_topic: Arc<str>,
-    pub(crate) input_partitions: u32,
-    pub(crate) partials_topic: Arc<str>,
-    pub(crate) partials_partitions: u32,
-}
-
-impl Topology {
-    fn metadata_suffix(&self) -> String {
-        format!(
-            ";n={};p={}",
-            self.input_partitions, self.partials_partitions
-        )
-    }
-
-    /// The first count `recorded` (from a checkpoint) disagrees on.
-    fn changed(&self, recorded: RecordedCounts) -> Option<CheckpointError> {
-        let pairs = [
-            (&self.input_topic, recorded.input, self.input_partitions),
-            (
-                &self.partials_topic,
-                recorded.partials,
-                self.partials_partitions,
-            ),
-        ];
-        pairs.into_iter().find_map(|(topic, recorded, now)| {
-            recorded
-                .filter(|r| *r != now)
-                .map(|recorded| CheckpointError::PartitionCountChanged {
-                    topic: topic.clone(),
-                    recorded,
-                    now,
-                })
-        })
-    }
-}
-
 /// How a stage restores its partitions.
 #[derive(Clone, Debug)]
 pub(crate) struct RestorePolicy {
@@ -138,27 +92,6 @@ impl RestorePolicy {
             (&t.input_topic, t.input_partitions)
         }
     }
-}
-
-/// Partition counts read back from a checkpoint (`None`: written before they
-/// were recorded).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct RecordedCounts {
-    input: Option<u32>,
-    partials: Option<u32>,
-}
-
-fn recorded_counts(text: &str) -> Result<RecordedCounts, ResumeError> {
-    let mut counts = RecordedCounts::default();
-    for field in text.split(';').skip(1) {
-        let (slot, name) = match field.split_at_checked(2) {
-            Some(("n=", value)) => (&mut counts.input, value),
-            Some(("p=", value)) => (&mut counts.partials, value),
-            _ => continue,
-        };
-        *slot = Some(name.parse().map_err(|_| ResumeError::Malformed("n/p"))?);
-    }
-    Ok(counts)
 }
 
 /// What one partition commits: the next offset to read and its metadata.
@@ -279,17 +212,28 @@ pub(crate) fn restore<R: ResumeMetadata>(
             },
         ),
         Some((offset, text)) => match decode_metadata::<R>(text) {
-            Ok((resume, recorded)) => match policy.topology.changed(recorded) {
-                None => {
-                    return Ok(Restored {
-                        fetch_from: Some(resume.replay_from_offset()),
-                        resume: Some(resume),
-                        replay_until: offset,
-                        rewrite: false,
-                    });
+            Ok((resume, recorded)) => {
+                match policy
+                    .topology
+                    .changed(recorded)
+                    .map(
+                        |(topic, recorded, now)| CheckpointError::PartitionCountChanged {
+                            topic,
+                            recorded,
+                            now,
+                        },
+                    ) {
+                    None => {
+                        return Ok(Restored {
+                            fetch_from: Some(resume.replay_from_offset()),
+                            resume: Some(resume),
+                            replay_until: offset,
+                            rewrite: false,
+                        });
+                    }
+                    Some(changed) => (offset, changed),
                 }
-                Some(changed) => (offset, changed),
-            },
+            }
             Err(source) => (
                 offset,
                 CheckpointError::UnreadableMetadata {

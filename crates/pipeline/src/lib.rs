@@ -32,6 +32,7 @@ mod observer;
 pub mod records;
 mod stage;
 pub mod telemetry;
+mod topology;
 
 pub use checkpoint::CheckpointError;
 pub use stage::{StageCounters, StageError};
@@ -46,12 +47,13 @@ use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use tracing::{info, warn};
 
-use crate::checkpoint::{RestorePolicy, Topology};
+use crate::checkpoint::RestorePolicy;
 use crate::config::{Guarantee, Settings};
 use crate::ingest::{IngestHandler, IngestWiring};
 use crate::merge::{MergeHandler, MergeWiring};
 use crate::stage::{Stage, StageSettings};
 use crate::telemetry::{IngestMetrics, MergeMetrics, StageTelemetry};
+use crate::topology::Topology;
 
 /// Which stages this process runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -98,7 +98,7 @@ impl Handler for MergeHandler {
                 "partials routed for {} partitions, but topic {} has {routing}; {}",
                 batch.partials_partitions,
                 self.wiring.restore.topology.partials_topic,
-                checkpoint::DRAIN_HINT
+                crate::topology::DRAIN_HINT
             )));
         }
         part.state.apply(&batch, offset).map_err(|e| {

@@ -193,7 +193,7 @@ pub enum StageError {
     #[error(
         "topic {topic} has {now} partitions now; the {stage} stage started with {built}; \
          {}",
-        crate::checkpoint::DRAIN_HINT
+        crate::topology::DRAIN_HINT
     )]
     TopicResized {
         stage: &'static str,
@@ -705,7 +705,15 @@ impl<H: Handler> Stage<H> {
                 next_checkpoint = now + interval;
             }
             if now >= next_topology_check {
-                if let Some(error) = resized_topic(&self.consumer, &inner.settings) {
+                if let Some((topic, built, now)) =
+                    crate::topology::resized_topic(&self.consumer, &inner.settings.watched_topics)
+                {
+                    let error = StageError::TopicResized {
+                        stage: name,
+                        topic,
+                        built,
+                        now,
+                    };
                     warn!(stage = name, %error, "stopping");
                     return Err(error);
                 }
@@ -739,29 +747,4 @@ impl<H: Handler> Stage<H> {
         info!(stage = name, "stage stopped");
         Ok(())
     }
-}
-
-/// The first watched topic whose partition count differs from the one the
-/// stage was built with (a failed metadata request is retried next time).
-fn resized_topic<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    settings: &StageSettings,
-) -> Option<StageError> {
-    settings.watched_topics.iter().find_map(|(topic, built)| {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|e| warn!(%topic, error = %e, "cannot read topic metadata"))
-            .ok()?;
-        let now = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len() as u32)?;
-        (now != *built).then(|| StageError::TopicResized {
-            stage: settings.name,
-            topic: topic.clone(),
-            built: *built,
-            now,
-        })
-    })
 }

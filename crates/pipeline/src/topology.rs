@@ -1,0 +1,101 @@
+//! The partition counts rampart routes by, how checkpoints record them and
+//! how a running stage notices that a topic's count changed. Partials are
+//! routed by `hash(dimension/key) % partials partitions` and the merge waits
+//! for every input partition, so a changed count cannot be applied to
+//! existing state: it is detected and refused with [`DRAIN_HINT`].
+//!
+//! A leaf: depends on rdkafka only; `checkpoint` and `stage` use it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_core::ingest::ResumeError;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use tracing::warn;
+
+/// What a changed partition count's error tells the operator to do.
+pub(crate) const DRAIN_HINT: &str = "a changed partition count re-routes keys and input \
+     partitions, so state cannot carry over: drain first (stop the producers, wait until every \
+     window is final), then restart once with `rampart run --reset-state`";
+
+/// The partition counts rampart routes by: input partitions (each closes
+/// windows, the merge waits for all) and partials partitions (`dimension/key`
+/// hash modulo the count). Every checkpoint records both (`;n=<input>;p=<partials>`
+/// after the resume point's fields); a checkpoint written with other counts is
+/// refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Topology {
+    pub(crate) input_topic: Arc<str>,
+    pub(crate) input_partitions: u32,
+    pub(crate) partials_topic: Arc<str>,
+    pub(crate) partials_partitions: u32,
+}
+
+impl Topology {
+    pub(crate) fn metadata_suffix(&self) -> String {
+        format!(
+            ";n={};p={}",
+            self.input_partitions, self.partials_partitions
+        )
+    }
+
+    /// The first count `recorded` (from a checkpoint) disagrees on:
+    /// `(topic, recorded, now)`.
+    pub(crate) fn changed(&self, recorded: RecordedCounts) -> Option<(Arc<str>, u32, u32)> {
+        let pairs = [
+            (&self.input_topic, recorded.input, self.input_partitions),
+            (
+                &self.partials_topic,
+                recorded.partials,
+                self.partials_partitions,
+            ),
+        ];
+        pairs.into_iter().find_map(|(topic, recorded, now)| {
+            recorded
+                .filter(|r| *r != now)
+                .map(|recorded| (topic.clone(), recorded, now))
+        })
+    }
+}
+
+/// Partition counts read back from a checkpoint (`None`: written before they
+/// were recorded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RecordedCounts {
+    pub(crate) input: Option<u32>,
+    pub(crate) partials: Option<u32>,
+}
+
+pub(crate) fn recorded_counts(text: &str) -> Result<RecordedCounts, ResumeError> {
+    let mut counts = RecordedCounts::default();
+    for field in text.split(';').skip(1) {
+        let (slot, name) = match field.split_at_checked(2) {
+            Some(("n=", value)) => (&mut counts.input, value),
+            Some(("p=", value)) => (&mut counts.partials, value),
+            _ => continue,
+        };
+        *slot = Some(name.parse().map_err(|_| ResumeError::Malformed("n/p"))?);
+    }
+    Ok(counts)
+}
+
+/// The first watched topic whose partition count differs from the one the
+/// stage was built with (a failed metadata request is retried next time).
+/// `(topic, built, now)`.
+pub(crate) fn resized_topic<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    watched_topics: &[(String, u32)],
+) -> Option<(String, u32, u32)> {
+    watched_topics.iter().find_map(|(topic, built)| {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| warn!(%topic, error = %e, "cannot read topic metadata"))
+            .ok()?;
+        let now = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as u32)?;
+        (now != *built).then(|| (topic.clone(), *built, now))
+    })
+}
