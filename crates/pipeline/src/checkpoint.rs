@@ -110,6 +110,9 @@ pub(crate) trait ResumeMetadata: Sized {
     fn from_metadata(text: &str) -> Result<Self, ResumeError>;
     /// The offset a restored partition re-reads from.
     fn replay_from_offset(&self) -> i64;
+    /// Empty state that starts reading at `offset` (`--reset-state`): its
+    /// next checkpoint must not point a replay below `offset`.
+    fn starting_at(offset: i64) -> Self;
 }
 
 impl ResumeMetadata for ResumePoint {
@@ -122,6 +125,12 @@ impl ResumeMetadata for ResumePoint {
     }
     fn replay_from_offset(&self) -> i64 {
         self.replay_from_offset
+    }
+    fn starting_at(offset: i64) -> Self {
+        ResumePoint {
+            replay_from_offset: offset,
+            ..ResumePoint::default()
+        }
     }
 }
 
@@ -136,6 +145,13 @@ impl ResumeMetadata for MergeResumePoint {
     }
     fn replay_from_offset(&self) -> i64 {
         self.replay_from_offset
+    }
+    fn starting_at(offset: i64) -> Self {
+        MergeResumePoint {
+            replay_from_offset: offset,
+            checkpoint_offset: offset,
+            ..MergeResumePoint::default()
+        }
     }
 }
 
@@ -250,7 +266,7 @@ pub(crate) fn restore<R: ResumeMetadata>(
 /// stop the stage with `error` (it says what to do), or, under
 /// `--reset-state`, start the partition from its committed offset with empty
 /// state and rewrite its checkpoint.
-fn on_refused_checkpoint<R>(
+fn on_refused_checkpoint<R: ResumeMetadata>(
     partition: i32,
     committed_offset: i64,
     error: CheckpointError,
@@ -266,7 +282,7 @@ fn on_refused_checkpoint<R>(
         "--reset-state: starting the partition from its committed offset with empty state"
     );
     Ok(Restored {
-        resume: None,
+        resume: Some(R::starting_at(committed_offset)),
         replay_until: committed_offset,
         fetch_from: Some(committed_offset),
         rewrite: true,
@@ -376,6 +392,9 @@ mod tests {
         }
         fn replay_from_offset(&self) -> i64 {
             0
+        }
+        fn starting_at(_offset: i64) -> Self {
+            FixedLength(0)
         }
     }
 
@@ -524,16 +543,23 @@ mod tests {
     fn reset_state_starts_a_refused_partition_empty_and_rewrites_its_checkpoint() {
         for text in ["", "garbage", "v2;r=30", "v1;r=30;h=-;e=-;i=;n=2;p=3"] {
             let restored = restore::<ResumePoint>(0, Some((50, text)), &policy(true)).unwrap();
-            assert!(restored.resume.is_none(), "{text}");
+            assert_eq!(
+                restored.resume,
+                Some(ResumePoint {
+                    replay_from_offset: 50,
+                    ..ResumePoint::default()
+                }),
+                "empty state that never replays below the committed offset: {text}"
+            );
             assert_eq!((restored.replay_until, restored.fetch_from), (50, Some(50)));
-            let mut part = Replaying::new(restored, |_| ());
+            let mut part = Replaying::new(restored, |resume| resume.cloned());
             let checkpoint = part
-                .take_checkpoint(0, &topology(), |_| FixedLength(1))
+                .take_checkpoint(0, &topology(), |state| state.clone().unwrap_or_default())
                 .unwrap()
                 .unwrap();
             assert_eq!(
                 (checkpoint.next_offset, checkpoint.metadata.as_str()),
-                (50, "x;n=4;p=3"),
+                (50, "v1;r=50;h=-;e=-;i=;n=4;p=3"),
                 "nothing arrived, yet a valid checkpoint is written"
             );
         }

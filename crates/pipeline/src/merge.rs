@@ -87,7 +87,7 @@ impl Handler for MergeHandler {
         if !replaying {
             self.metrics.received(msg.payload_len());
         }
-        let batch = PartialBatch::decode(msg.payload().unwrap_or_default()).map_err(|e| {
+        let mut batch = PartialBatch::decode(msg.payload().unwrap_or_default()).map_err(|e| {
             self.metrics.malformed();
             Refused(format!("partials message does not decode: {e}"))
         })?;
@@ -100,6 +100,15 @@ impl Handler for MergeHandler {
                 self.wiring.restore.topology.partials_topic,
                 crate::topology::DRAIN_HINT
             )));
+        }
+        if self.wiring.restore.reset_state {
+            // After a drain and a partition count change, markers the ingest
+            // wrote under the old count can follow the committed offset; the
+            // windows they close are final already.
+            let input_partitions = self.wiring.restore.topology.input_partitions;
+            batch
+                .closed
+                .retain(|marker| marker.input_partitions == input_partitions);
         }
         part.state.apply(&batch, offset).map_err(|e| {
             self.metrics.malformed();
