@@ -185,13 +185,15 @@ fn empty_partitions_become_final_across_two_processes() {
 fn partitions_with_only_rejected_messages_become_final() {
     let _reaper = Reaper;
     let (mut w, _) = empty_partitions_workload();
-    let t = w.records.iter().map(|r| r.timestamp_ms).max().unwrap();
+    let last = w.records.iter().max_by_key(|r| r.timestamp_ms).unwrap();
+    let (t, clock) = (last.timestamp_ms, last.clock_ms);
     let junk: Vec<rampart_loadgen::Record> = (0..6)
         .map(|i| rampart_loadgen::Record {
             partition: 2 + (i % 2),
             key: vec![1, 2, 3, 4],
             payload: vec![0x0a, 0xff, 0x01, i as u8],
             timestamp_ms: t,
+            clock_ms: clock,
         })
         .collect();
     let plain: Vec<PlainRecord> = junk

@@ -357,12 +357,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
                 (Some(head), Some(f)) if f > head => Some(f),
                 (Some(head), _) if all_idle && elapsed > 0 => Some(head.saturating_add(elapsed)),
                 (None, Some(f)) => Some(f),
-                (None, None) => Some(
-                    state
-                        .core
-                        .trusted_now(at_offset)
-                        .unwrap_or(state.clock_ms),
-                ),
+                (None, None) => Some(state.core.trusted_now(at_offset).unwrap_or(state.clock_ms)),
                 _ => None,
             };
             // Only an advance that closes a window is recorded (the record

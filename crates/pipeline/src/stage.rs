@@ -177,7 +177,7 @@ pub enum StageError {
         group: String,
         partition: i32,
         #[source]
-        source: CheckpointError,
+        source: Box<CheckpointError>,
     },
     #[error(
         "the {stage} stage stopped at offset {offset} of partition {partition} of topic {topic}: \
@@ -511,7 +511,7 @@ impl<H: Handler> Inner<H> {
                         .unwrap_or_default()
                         .to_owned(),
                     partition,
-                    source,
+                    source: Box::new(source),
                 };
                 warn!(stage = self.settings.name, partition, %error, "cannot start partition; stopping");
                 self.fatal.get_or_insert(error);
