@@ -72,6 +72,13 @@ fn spawn(w: &Workload, name: &str, args: &[&str], env: &[(&str, &str)]) -> (Chil
         .args(args)
         .env("RAMPART_LOG", "info,rdkafka=warn")
         .env("NO_COLOR", "1")
+        // Instance names repeat across these tests, which run at once: a
+        // prefix of the test's own keeps their transactional ids apart (the
+        // same id would fence the other test's process).
+        .env(
+            "RAMPART_PROCESSING__TRANSACTIONAL_ID_PREFIX",
+            format!("finality-{}", w.topics.input),
+        )
         .stdin(Stdio::null())
         .stderr(file);
     for (k, v) in env {
