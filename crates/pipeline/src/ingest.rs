@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use rampart_core::enrich::Enricher;
-use rampart_core::ingest::{IngestConfig, PartitionIngest, ResumePoint};
+use rampart_core::ingest::{IngestConfig, MAX_CLOCK_ENTRIES, PartitionIngest, ResumePoint};
 use rampart_core::proto::v1::internal::{Partial, PartialBatch, WindowClosed};
 use rampart_core::validate::Rejection;
 use rdkafka::Timestamp;
@@ -45,11 +45,18 @@ struct IngestPartition {
     clock_ms: i64,
 }
 
-/// The partition's ingest clock moves in steps of this (ms) for `max_future`:
-/// a tenth of it, within 1..=10 s (10 s at the default 5 min), so the clock
-/// lags the wall clock by at most that and few entries are recorded.
-fn clock_step_ms(max_future_ms: i64) -> i64 {
-    (max_future_ms / 10).clamp(1_000, 10_000)
+/// The partition's ingest clock moves in steps of this (ms), so the clock
+/// lags the wall clock by at most that: a tenth of `max_future`, within
+/// 1..=10 s; longer when the dedup horizon (about how far back a replay
+/// reaches, hence how long entries are kept) would need more than half of
+/// [`MAX_CLOCK_ENTRIES`] such steps (18.75 s at the default 10 min horizon,
+/// 112.5 s at 1 h), but never more than half of `max_future`.
+fn clock_step_ms(max_future_ms: i64, dedup_horizon_ms: i64) -> i64 {
+    let for_future = (max_future_ms / 10).clamp(1_000, 10_000);
+    let for_horizon = dedup_horizon_ms / (MAX_CLOCK_ENTRIES as i64 / 2);
+    for_future
+        .max(for_horizon)
+        .min((max_future_ms / 2).max(1_000))
 }
 
 fn wall_ms() -> i64 {
@@ -313,12 +320,18 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         // step ahead of the last one, from the next offset on (never while the
         // partition replays: replayed messages keep their recorded clock).
         let wall = wall_ms();
-        let step = clock_step_ms(self.config.limits.max_future_ms);
+        let step = clock_step_ms(
+            self.config.limits.max_future_ms,
+            self.config.dedup.horizon_ms,
+        );
         for part in self.partitions.values_mut() {
             if !part.is_replaying() && wall >= part.state.clock_ms.saturating_add(step) {
                 let next = part.next_offset().unwrap_or(0);
-                part.state.core.record_clock(next, wall);
-                part.state.clock_ms = wall;
+                if part.state.core.record_clock(next, wall) {
+                    part.state.clock_ms = wall;
+                } else {
+                    self.metrics.clock_entry_refused();
+                }
             }
         }
         for part in self.partitions.values_mut() {
@@ -426,5 +439,27 @@ fn describe(r: Rejection) -> &'static str {
         Rejection::ProtocolOutOfRange => "an event's protocol is above 255",
         Rejection::UnknownKind => "an event's kind is not a known AttackKind",
         Rejection::FieldTooLong => "an event's event_id or sensor_id is too long",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_step_keeps_a_horizon_within_half_the_entries_and_below_max_future() {
+        const MIN: i64 = 60_000;
+        // Defaults (5 min max_future, 10 min horizon): 10 s steps would need
+        // 60 entries for the horizon, more than half the cap (32), so the
+        // horizon rule lengthens the step to 10 min / 32 = 18.75 s.
+        assert_eq!(clock_step_ms(5 * MIN, 10 * MIN), 18_750);
+        assert!(10 * MIN / clock_step_ms(5 * MIN, 10 * MIN) <= MAX_CLOCK_ENTRIES as i64 / 2);
+        // A short horizon keeps the max_future rule (a tenth, at most 10 s).
+        assert_eq!(clock_step_ms(5 * MIN, MIN), 10_000);
+        assert_eq!(clock_step_ms(20_000, MIN), 2_000);
+        // 1 h horizon: 112.5 s, still below half of max_future.
+        assert_eq!(clock_step_ms(5 * MIN, 60 * MIN), 112_500);
+        // Never more than half of max_future, whatever the horizon.
+        assert_eq!(clock_step_ms(5 * MIN, 24 * 60 * MIN), 150_000);
     }
 }

@@ -2,6 +2,8 @@
 //! saying that messages from `from_offset` on (up to the next entry) are
 //! judged against `wall_ms` (module doc of `ingest`, "Trusted time").
 
+use super::MAX_CLOCK_ENTRIES;
+
 /// Entries in ascending offsets, and a cursor at the one in force at the
 /// last processed offset.
 #[derive(Debug, Default)]
@@ -20,14 +22,18 @@ impl IngestClock {
     /// Messages from `from_offset` on are judged against `wall_ms`. An entry
     /// at the offset of the last one replaces it (no message was judged by
     /// it yet); one below it is a caller bug and ignored.
-    pub(super) fn record(&mut self, from_offset: i64, wall_ms: i64) {
+    /// Returns false, changing nothing, when [`MAX_CLOCK_ENTRIES`] are held.
+    pub(super) fn record(&mut self, from_offset: i64, wall_ms: i64) -> bool {
+        let full = self.entries.len() >= MAX_CLOCK_ENTRIES;
         match self.entries.last_mut() {
             Some(last) if last.0 == from_offset => last.1 = wall_ms,
             Some(last) if last.0 > from_offset => {
                 debug_assert!(false, "clock entry below the last one");
             }
+            _ if full => return false,
             _ => self.entries.push((from_offset, wall_ms)),
         }
+        true
     }
 
     /// The entry in force at `offset`, if any.
@@ -76,5 +82,53 @@ impl IngestClock {
             .partition_point(|&(from, _)| from <= replay_from)
             .saturating_sub(1);
         self.entries.get(base..).unwrap_or_default().to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{MAX_IDLE_ADVANCES, ResumePoint};
+
+    #[test]
+    fn a_full_clock_refuses_new_entries_but_still_replaces_the_last() {
+        let mut clock = IngestClock::default();
+        for i in 0..MAX_CLOCK_ENTRIES as i64 {
+            assert!(clock.record(i * 10, 1_000 * i));
+        }
+        assert!(!clock.record(10_000, 9_999_999), "one more than the cap");
+        assert_eq!(
+            clock.at(10_000),
+            Some(1_000 * (MAX_CLOCK_ENTRIES as i64 - 1))
+        );
+        let last = (MAX_CLOCK_ENTRIES as i64 - 1) * 10;
+        assert!(clock.record(last, 42), "same offset as the last: replaced");
+        assert_eq!(clock.at(last), Some(42));
+        clock.advance_to(last);
+        clock.prune(last);
+        assert!(clock.record(last + 1, 43), "room again once pruned");
+    }
+
+    #[test]
+    fn full_clock_and_idle_records_fit_kafkas_metadata_budget() {
+        // Worst case the caps allow, with far-apart offsets and wall times.
+        let base_offset = 9_000_000_000_000_i64;
+        let base_ms = 4_102_444_800_000_i64; // year 2100
+        let resume = ResumePoint {
+            replay_from_offset: base_offset,
+            head_before: Some(base_ms),
+            emitted_before: Some(base_ms - 60_000),
+            idle_advances: (0..MAX_IDLE_ADVANCES as i64)
+                .map(|i| (base_offset + i * 1_000_003, base_ms + i * 7_200_017))
+                .collect(),
+            clock: (0..MAX_CLOCK_ENTRIES as i64)
+                .map(|i| (base_offset + i * 1_000_003, base_ms + i * 86_400_017))
+                .collect(),
+        };
+        let text = resume.to_metadata();
+        // 4096 bytes (`offset.metadata.max.bytes`) leave room for the
+        // pipeline's partition-count suffix.
+        assert!(text.len() <= 3_900, "{} bytes: {text}", text.len());
+        assert_eq!(ResumePoint::from_metadata(&text), Ok(resume));
     }
 }

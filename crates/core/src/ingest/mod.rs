@@ -107,6 +107,13 @@ pub struct IngestConfig {
 /// (are refused) until closing windows prune the log.
 pub const MAX_IDLE_ADVANCES: usize = 80;
 
+/// Most ingest clock entries a partition keeps (and its checkpoint metadata
+/// carries, ~13 bytes each). The stage sizes its clock step so a replay span
+/// of the dedup horizon needs at most half of them; when a replay point stays
+/// put for longer (a window held open for hours), further entries are refused
+/// and the clock lags until closing windows prune the log.
+pub const MAX_CLOCK_ENTRIES: usize = 64;
+
 /// The ingest processor of one input partition. Single owner, no locking.
 #[derive(Debug)]
 pub struct PartitionIngest {
@@ -192,8 +199,10 @@ impl PartitionIngest {
     /// against `wall_ms` (until the next entry). `from_offset` must not lie
     /// below a message already processed; an entry at the same offset as the
     /// last one replaces it (no message was judged by it yet).
-    pub fn record_clock(&mut self, from_offset: i64, wall_ms: i64) {
-        self.clock.record(from_offset, wall_ms);
+    /// Returns false, changing nothing, when the record is full
+    /// ([`MAX_CLOCK_ENTRIES`]).
+    pub fn record_clock(&mut self, from_offset: i64, wall_ms: i64) -> bool {
+        self.clock.record(from_offset, wall_ms)
     }
 
     /// The recorded ingest clock in force at `offset`, if any.

@@ -65,6 +65,11 @@ pub(crate) fn describe_all() {
         "Idle watermark advances not taken because the partition's checkpoint already records the most it can (they wait until windows close)."
     );
     describe_counter!(
+        "rampart_ingest_clock_entries_refused_total",
+        Unit::Count,
+        "Ingest clock steps not recorded because the partition's checkpoint already records the most it can (a window held open for hours): the trusted clock lags until windows close."
+    );
+    describe_counter!(
         "rampart_dlq_messages_total",
         Unit::Count,
         "Messages written to the dead-letter topic, by stage."

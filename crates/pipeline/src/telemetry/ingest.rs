@@ -38,6 +38,7 @@ pub struct IngestMetrics {
     invalid_input: Counter,
     dlq_messages: Counter,
     idle_advances_refused: Counter,
+    clock_entries_refused: Counter,
     gauges: Arc<HandlerGauges>,
     pending: PendingCounts,
     /// `rampart_enrich_lookups_total{database, result}`, in the order of
@@ -89,6 +90,7 @@ impl IngestMetrics {
             invalid_input: counter!("rampart_errors_total", "stage" => S, "error_type" => "invalid_input"),
             dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
             idle_advances_refused: counter!("rampart_ingest_idle_advances_refused_total"),
+            clock_entries_refused: counter!("rampart_ingest_clock_entries_refused_total"),
             gauges: HandlerGauges::register(S),
             pending: PendingCounts::default(),
             enrich_lookups: lookup_fields(&LookupCounts::default())
@@ -105,6 +107,12 @@ impl IngestMetrics {
     /// (`rampart_core::ingest::MAX_IDLE_ADVANCES`).
     pub(crate) fn idle_advance_refused(&self) {
         self.idle_advances_refused.increment(1);
+    }
+
+    /// An ingest clock step was not recorded: the partition's record of them is
+    /// full (`rampart_core::ingest::MAX_CLOCK_ENTRIES`); its clock lags.
+    pub(crate) fn clock_entry_refused(&self) {
+        self.clock_entries_refused.increment(1);
     }
 
     /// One valid input message (a batch of events): a few additions; the
