@@ -132,6 +132,8 @@ fn loadgen_run_verify_passes_and_a_corrupted_rollup_fails_by_name() {
         "30000",
         "--compression",
         "zstd",
+        "--empty-partitions",
+        "1",
         "--world-dir",
         world.to_str().unwrap(),
         "--manifest",
