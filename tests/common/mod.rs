@@ -17,12 +17,14 @@
 //! [`machine_shared`].
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http;
 pub mod process;
 pub mod produce;
 pub mod read;
 pub mod verdict;
 pub mod workload;
 
+pub use http::*;
 pub use process::*;
 pub use produce::*;
 pub use read::*;

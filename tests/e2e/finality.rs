@@ -405,8 +405,13 @@ fn at_least_once_crash_between_produce_and_commit_counts_each_event_once() {
     let truth = w.truth();
     let alo = ("RAMPART_PROCESSING__GUARANTEE", "at-least-once");
     let one = ("RAMPART_PROCESSING__INGEST_THREADS", "1");
-    let (mut merge, merge_log) =
-        spawn(&w, "merge", &["--role", "merge", "--instance", "m"], &[alo]);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let (mut merge, merge_log) = spawn(
+        &w,
+        "merge",
+        &["--role", "merge", "--instance", "m"],
+        &[alo, ("RAMPART_METRICS__LISTEN", &metrics_addr)],
+    );
     let (mut ingest, _) = spawn(
         &w,
         "ingest-1",
@@ -438,6 +443,15 @@ fn at_least_once_crash_between_produce_and_commit_counts_each_event_once() {
         &[alo, one],
     );
     assert_final_rollups(&w, &truth, FINALITY_LIMIT);
+    // The rewritten partials were seen and dropped, and said so.
+    let (code, scrape) = http_get(&metrics_addr, "/metrics");
+    assert_eq!(code, 200);
+    let dropped: f64 = scrape
+        .lines()
+        .filter(|l| l.starts_with("rampart_merge_partials_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(dropped > 0.0, "no dropped partials reported:\n{scrape}");
     for (c, log) in [(&mut ingest, &ingest_log), (&mut merge, &merge_log)] {
         let status = stop(c);
         assert!(status.success(), "{}", log_text(log));

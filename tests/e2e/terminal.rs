@@ -173,14 +173,6 @@ fn demo_view_redraws_in_place_at_80x24_and_130x30() {
 
 // ------------------------------------------------------------------ top
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn events_in(payload: &[u8]) -> u64 {
     AttackEventBatch::decode(payload).unwrap().events.len() as u64
 }

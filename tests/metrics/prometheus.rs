@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rampart_core::proto::v1::Dimension;
 
 use crate::common::*;
-use crate::{deploy, http_get};
+use crate::deploy;
 
 /// Kills the child (by its PID, through `Child`) when dropped.
 struct Guard(Child);
@@ -65,14 +65,6 @@ fn wait_value(prom: &str, q: &str, want: f64, limit: Duration) -> Option<f64> {
         std::thread::sleep(Duration::from_millis(500));
     }
     last
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `rampart run` with stderr piped; returns it and its metrics address.

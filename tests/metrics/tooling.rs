@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{RAMPART_BIN, machine_shared};
-use crate::{deploy, http_get};
+use crate::common::{RAMPART_BIN, http_get, machine_shared};
+use crate::deploy;
 
 fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut child = Command::new("promtool")

@@ -110,10 +110,19 @@ impl Handler for MergeHandler {
                 .closed
                 .retain(|marker| marker.input_partitions == input_partitions);
         }
+        let before = part.state.stats();
         part.state.apply(&batch, offset).map_err(|e| {
             self.metrics.malformed();
             Refused(format!("partials refused by the merger: {e}"))
         })?;
+        if !replaying {
+            let after = part.state.stats();
+            self.metrics.partials_dropped(
+                after.duplicate_partials - before.duplicate_partials,
+                after.partials_after_close - before.partials_after_close,
+                after.partials_after_final - before.partials_after_final,
+            );
+        }
         self.rollups.clear();
         part.state.take_final(&mut self.rollups);
         if self.rollups.is_empty() {

@@ -55,6 +55,11 @@ pub(crate) fn describe_all() {
         "Errors by stage and error_type (invalid_input, malformed_partials, delivery_failed, checkpoint_aborted, consumer_retried: a connection-level consumer error librdkafka retries without skipping records)."
     );
     describe_counter!(
+        "rampart_merge_partials_dropped_total",
+        Unit::Count,
+        "Partials the merge did not merge, by reason: duplicate (that input partition's partial for the window and key was merged already), after_close (that input partition had closed the window) or after_final (the window was final). All are rewrites after an at-least-once crash; under exactly-once they stay 0."
+    );
+    describe_counter!(
         "rampart_enrich_lookups_total",
         Unit::Count,
         "Enrichment lookups by database (country, asn, sector) and result (hit: an answer; miss: unknown), counted per address the ingest resolves (it caches answers per address and prefix), not per event. Misses only: a database of the wrong kind, or an asset table that covers nothing."

@@ -21,6 +21,9 @@ pub(crate) struct MergeMetrics {
     sent_bytes: Counter,
     rollups: FxHashMap<i32, Counter>,
     malformed: Counter,
+    duplicate_partials: Counter,
+    partials_after_close: Counter,
+    partials_after_final: Counter,
     windows: Counter,
     close_latency: Histogram,
     domain: Domain,
@@ -53,6 +56,9 @@ impl MergeMetrics {
             sent_bytes: counter!("rampart_sent_bytes_total", "stage" => S),
             rollups,
             malformed: counter!("rampart_errors_total", "stage" => S, "error_type" => "malformed_partials"),
+            duplicate_partials: counter!("rampart_merge_partials_dropped_total", "reason" => "duplicate"),
+            partials_after_close: counter!("rampart_merge_partials_dropped_total", "reason" => "after_close"),
+            partials_after_final: counter!("rampart_merge_partials_dropped_total", "reason" => "after_final"),
             windows: counter!("rampart_windows_closed_total"),
             close_latency: histogram!(WINDOW_CLOSE_LATENCY),
             domain: Domain::new(TOP_COUNTRIES),
@@ -102,6 +108,16 @@ impl MergeMetrics {
                 self.close_latency.record(secs);
             }
         }
+    }
+
+    /// Partials (not replayed) the merger did not merge because their input
+    /// partition's contribution was merged already (`duplicate`), that
+    /// partition had closed the window (`after_close`) or the window was final
+    /// (`after_final`): rewrites after an at-least-once crash.
+    pub(crate) fn partials_dropped(&self, duplicate: u64, after_close: u64, after_final: u64) {
+        self.duplicate_partials.increment(duplicate);
+        self.partials_after_close.increment(after_close);
+        self.partials_after_final.increment(after_final);
     }
 
     /// Per tick: partitions replaying and the oldest non-final window start.
