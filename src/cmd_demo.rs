@@ -1,4 +1,4 @@
-//! `rampart demo`: zero setup. Starts a private Apache Kafka (rampart-testkit:
+//! `rampart demo`: zero setup. Starts a private Apache Kafka (rampart-localkafka:
 //! provisioned from Maven Central on first use, single-node KRaft on
 //! loopback), writes a synthetic world's MMDB and sector files, runs loadgen
 //! into it at a steady rate, runs both stages in-process and shows a live view
@@ -68,7 +68,7 @@ fn cache_dir() -> std::path::PathBuf {
 }
 
 /// Starts the private broker, saying what happens while it does.
-fn start_broker(out: &mut impl std::io::Write) -> anyhow::Result<rampart_testkit::KafkaBroker> {
+fn start_broker(out: &mut impl std::io::Write) -> anyhow::Result<rampart_localkafka::LocalKafka> {
     if !on_path("java") || !on_path("mvn") {
         bail!(
             "the demo runs a private Apache Kafka, which needs Java 17+ and Maven (to fetch Kafka \
@@ -109,7 +109,7 @@ fn start_broker(out: &mut impl std::io::Write) -> anyhow::Result<rampart_testkit
         })
     };
     let t = Instant::now();
-    let broker = rampart_testkit::KafkaBroker::start_private();
+    let broker = rampart_localkafka::LocalKafka::start(&rampart_localkafka::Options::default());
     done.store(true, Ordering::Relaxed);
     let _ = ticker.join();
     let broker = broker.context("the private Kafka did not start")?;

@@ -59,8 +59,9 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             eprintln!(
                 "starting a private Kafka on loopback (first use downloads it from Maven Central)..."
             );
-            let broker = rampart_testkit::KafkaBroker::start_private()
-                .context("cannot start a local Kafka")?;
+            let broker =
+                rampart_localkafka::LocalKafka::start(&rampart_localkafka::Options::default())
+                    .context("cannot start a local Kafka")?;
             let b = broker.bootstrap().to_string();
             _private = broker;
             b

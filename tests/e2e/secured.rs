@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{machine_alone, terminate, wait_bounded};
-use rampart_testkit::{KafkaBroker, unique_name};
+use rampart_testkit::{KafkaBroker, Listener, Options, unique_name};
 
 const USER: &str = "rampart-app";
 const PASSWORD: &str = "Zq7pw-91827364-sEcret";
@@ -116,8 +116,15 @@ fn scrape(addr: &str) -> String {
 fn scram_login_runs_exactly_and_never_prints_the_password() {
     // A private broker and three rampart processes.
     let _machine = machine_alone();
-    let broker = KafkaBroker::start_private_with_scram(&[(USER, PASSWORD)]).unwrap();
-    let sasl = broker.sasl_bootstrap().unwrap();
+    let options = Options {
+        scram_users: vec![(USER.into(), PASSWORD.into())],
+        ..Options::default()
+    };
+    let broker = KafkaBroker::start_private_with(&options).unwrap();
+    let sasl = broker
+        .local()
+        .and_then(|local| local.listener(Listener::SaslPlaintext))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let metrics = free_addr();
     let cfg = write_config(dir.path(), &sasl, &metrics);

@@ -1,17 +1,10 @@
-//! rampart-testkit: a real Apache Kafka broker for tests, plus random topic and group names.
+//! rampart-testkit (test-only): the Kafka broker tests share, plus random topic and group names.
 //!
 //! [`KafkaBroker::start`] uses the broker named by `RAMPART_TEST_BOOTSTRAP` when that variable is
-//! set (`scripts/test` starts one broker for the whole run and sets it); otherwise it provisions
-//! Kafka from Maven Central with `scripts/kafka fetch` and starts a private single-node KRaft
-//! broker in a temporary directory. [`KafkaBroker::shared`] gives every test in a binary the same
-//! broker, so a test binary starts at most one.
-//!
-//! **The broker never outlives the test process.** Java is started by `scripts/kafka start DIR
-//! --watch`, a small bash watchdog whose stdin is a pipe held only by this process (the write
-//! end is close-on-exec, so no other child inherits it). When this process exits for any reason,
-//! including a panic, `SIGKILL` of the test runner or an abort, the kernel closes the pipe, the
-//! watchdog reads EOF, `SIGKILL`s that one java PID and deletes the broker's directory. This needs no `unsafe` and, unlike
-//! `PR_SET_PDEATHSIG`, does not fire when the thread that spawned the broker ends.
+//! set (`scripts/test` starts one broker for the whole run and sets it); otherwise it starts a
+//! private broker with `rampart-localkafka` (Kafka from Maven Central on loopback, killed when
+//! the test process ends). [`KafkaBroker::shared`] gives every test in a binary the same broker,
+//! so a test binary starts at most one.
 //!
 //! A broker that cannot start is a loud error (and a panic in [`KafkaBroker::shared`]), never
 //! a skipped test.
@@ -19,15 +12,14 @@
 //! This crate knows nothing about rampart's own crates or topics; it only runs Kafka.
 
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::pin::pin;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
+use rampart_localkafka::{LocalKafka, LocalKafkaError};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -35,39 +27,22 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
+pub use rampart_localkafka::{Listener, Options};
+
 /// Environment variable naming an already running broker (`host:port`) that tests should use.
 pub const BOOTSTRAP_ENV: &str = "RAMPART_TEST_BOOTSTRAP";
-
-/// How long a graceful [`KafkaBroker::stop`] may take before the broker is killed.
-const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// Errors from starting, stopping or talking to the test broker.
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {
-    /// `scripts/kafka` could not be run at all.
-    #[error("cannot run {script}: {source}")]
-    Spawn {
-        /// Path of the script.
-        script: PathBuf,
-        /// The underlying I/O error.
-        source: std::io::Error,
-    },
-    /// `scripts/kafka start` failed; `output` holds what it printed (including the broker log tail).
-    #[error("kafka broker failed to start ({status}):\n{output}")]
-    StartFailed {
-        /// Exit status of the script.
-        status: String,
-        /// Its stderr and stdout.
-        output: String,
-    },
+    /// Starting, stopping or administering a private broker failed.
+    #[error(transparent)]
+    Local(#[from] LocalKafkaError),
     /// Stopping, killing or restarting is impossible for a broker this process did not start.
     #[error(
         "the broker at {0} comes from {BOOTSTRAP_ENV}; use KafkaBroker::start_private to control it"
     )]
     External(String),
-    /// An I/O error while waiting for or signalling the broker.
-    #[error("broker process: {0}")]
-    Io(#[from] std::io::Error),
     /// A Kafka client error (metadata, admin request).
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
@@ -96,33 +71,10 @@ pub enum TestkitError {
 /// Methods take `&self` so the [`shared`](KafkaBroker::shared) broker can be used from many tests.
 /// Tests that stop, kill or restart a broker should use their own
 /// [`start_private`](KafkaBroker::start_private) broker, not the shared one.
+#[derive(Debug)]
 pub struct KafkaBroker {
     bootstrap: String,
-    private: Option<Mutex<Private>>,
-}
-
-impl std::fmt::Debug for KafkaBroker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaBroker")
-            .field("bootstrap", &self.bootstrap)
-            .field("private", &self.private.is_some())
-            .finish()
-    }
-}
-
-/// A broker this process runs: its directory (config, data, logs) and its watchdog.
-struct Private {
-    dir: tempfile::TempDir,
-    /// `scripts/kafka start DIR --watch`; `None` while the broker is stopped.
-    watchdog: Option<Watchdog>,
-}
-
-struct Watchdog {
-    child: Child,
-    /// Write end of the watchdog's stdin: dropping it makes the watchdog kill java.
-    stdin: Option<ChildStdin>,
-    /// PID of the java process.
-    java_pid: u32,
+    local: Option<LocalKafka>,
 }
 
 impl KafkaBroker {
@@ -135,39 +87,25 @@ impl KafkaBroker {
                 wait_ready(&bootstrap, Duration::from_secs(30))?;
                 Ok(KafkaBroker {
                     bootstrap,
-                    private: None,
+                    local: None,
                 })
             }
             _ => Self::start_private(),
         }
     }
 
-    /// Provisions Kafka if needed and starts a single-node KRaft broker in a fresh temporary
-    /// directory on free loopback ports, ignoring [`BOOTSTRAP_ENV`]. Returns once the broker
-    /// answers a metadata request. The broker is killed when this value drops or the process ends.
+    /// A new private broker with one PLAINTEXT listener, ignoring [`BOOTSTRAP_ENV`].
     pub fn start_private() -> Result<KafkaBroker, TestkitError> {
-        Self::start_private_with_scram(&[])
+        Self::start_private_with(&Options::default())
     }
 
-    /// [`start_private`](Self::start_private) with a second listener, SASL_PLAINTEXT, that
-    /// takes SCRAM-SHA-512 and SCRAM-SHA-256 logins of `users` (`(name, password)`, created
-    /// when the storage is formatted); its address is [`sasl_bootstrap`](Self::sasl_bootstrap).
-    /// Names and passwords must not contain spaces, `,`, `=` or `]`.
-    pub fn start_private_with_scram(users: &[(&str, &str)]) -> Result<KafkaBroker, TestkitError> {
-        let dir = tempfile::Builder::new()
-            .prefix("rampart-kafka-")
-            .tempdir()?;
-        let scram: Vec<String> = users.iter().map(|(u, p)| format!("{u}:{p}")).collect();
-        let (watchdog, bootstrap) = spawn_watchdog(dir.path(), &scram.join(" "))?;
-        let broker = KafkaBroker {
-            bootstrap,
-            private: Some(Mutex::new(Private {
-                dir,
-                watchdog: Some(watchdog),
-            })),
-        };
-        wait_ready(&broker.bootstrap, Duration::from_secs(30))?;
-        Ok(broker)
+    /// A new private broker with the listeners and security of `options`.
+    pub fn start_private_with(options: &Options) -> Result<KafkaBroker, TestkitError> {
+        let local = LocalKafka::start(options)?;
+        Ok(KafkaBroker {
+            bootstrap: local.bootstrap().to_owned(),
+            local: Some(local),
+        })
     }
 
     /// One broker per test binary, started on first use by [`start`](Self::start).
@@ -187,53 +125,41 @@ impl KafkaBroker {
         &self.bootstrap
     }
 
-    /// The SASL_PLAINTEXT (SCRAM) listener of a broker from
-    /// [`start_private_with_scram`](Self::start_private_with_scram).
-    pub fn sasl_bootstrap(&self) -> Option<String> {
-        let dir = self.dir()?;
-        let text = std::fs::read_to_string(dir.join("bootstrap_sasl")).ok()?;
-        Some(text.trim().to_owned())
+    /// The private broker, if this process started it.
+    pub fn local(&self) -> Option<&LocalKafka> {
+        self.local.as_ref()
     }
 
     /// Whether this process started (and therefore controls) the broker.
     pub fn is_private(&self) -> bool {
-        self.private.is_some()
+        self.local.is_some()
     }
 
     /// PID of the broker's java process, if this process runs it and it is up.
     pub fn pid(&self) -> Option<u32> {
-        let private = self.private.as_ref()?;
-        lock(private).watchdog.as_ref().map(|w| w.java_pid)
+        self.local.as_ref()?.pid()
     }
 
     /// Directory holding `server.properties`, `data/` and `logs/server.log` of a private broker.
     pub fn dir(&self) -> Option<PathBuf> {
-        self.private.as_ref().map(|p| lock(p).dir.path().to_owned())
+        self.local.as_ref().map(LocalKafka::dir)
     }
 
     /// Graceful shutdown (SIGTERM, SIGKILL after 30 s); waits until the process is gone.
     /// Does nothing if already stopped.
     pub fn stop(&self) -> Result<(), TestkitError> {
-        self.signal_and_reap("-TERM")
+        Ok(self.local_or_err()?.stop()?)
     }
 
     /// Hard crash: SIGKILL the broker and wait until it is gone. Data stays for
     /// [`restart`](Self::restart).
     pub fn kill(&self) -> Result<(), TestkitError> {
-        self.signal_and_reap("-KILL")
+        Ok(self.local_or_err()?.kill()?)
     }
 
-    /// Starts the broker again on the same ports with the same data (stopping it first if it
-    /// runs) and waits until it answers metadata requests.
+    /// Starts the broker again on the same ports with the same data.
     pub fn restart(&self) -> Result<(), TestkitError> {
-        self.stop()?;
-        let private = self.private_or_err()?;
-        let mut guard = lock(private);
-        let (watchdog, bootstrap) = spawn_watchdog(guard.dir.path(), "")?;
-        guard.watchdog = Some(watchdog);
-        drop(guard);
-        debug_assert_eq!(bootstrap, self.bootstrap);
-        wait_ready(&self.bootstrap, Duration::from_secs(30))
+        Ok(self.local_or_err()?.restart()?)
     }
 
     /// Creates a topic with replication factor 1; an existing topic is an error.
@@ -285,46 +211,10 @@ impl KafkaBroker {
         Ok(())
     }
 
-    fn private_or_err(&self) -> Result<&Mutex<Private>, TestkitError> {
-        self.private
+    fn local_or_err(&self) -> Result<&LocalKafka, TestkitError> {
+        self.local
             .as_ref()
             .ok_or_else(|| TestkitError::External(self.bootstrap.clone()))
-    }
-
-    fn signal_and_reap(&self, signal: &str) -> Result<(), TestkitError> {
-        let private = self.private_or_err()?;
-        let mut guard = lock(private);
-        let Some(mut watchdog) = guard.watchdog.take() else {
-            return Ok(());
-        };
-        send_signal(signal, watchdog.java_pid)?;
-        // The watchdog exits (and reaps java) once java is gone.
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            if watchdog.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                // Closing stdin makes the watchdog SIGKILL java.
-                watchdog.stdin.take();
-                watchdog.child.wait()?;
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for KafkaBroker {
-    fn drop(&mut self) {
-        let Some(private) = self.private.as_mut() else {
-            return;
-        };
-        let private = private.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut watchdog) = private.watchdog.take() {
-            watchdog.stdin.take();
-            let _ = watchdog.child.wait();
-        }
     }
 }
 
@@ -334,132 +224,26 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-fn lock(m: &Mutex<Private>) -> MutexGuard<'_, Private> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `scripts/kafka`, compiled in: the binary (`rampart demo`) must not depend on the
-/// checkout it was built from. It runs as `bash -c SCRIPT scripts/kafka ARGS...`.
-const KAFKA_SCRIPT: &str = include_str!("../../../scripts/kafka");
-
-/// Runs `scripts/kafka start DIR --watch` and reads `bootstrap=` / `pid=` from its stdout.
-fn spawn_watchdog(
-    dir: &std::path::Path,
-    scram_users: &str,
-) -> Result<(Watchdog, String), TestkitError> {
-    let script = PathBuf::from("scripts/kafka");
-    let mut child = Command::new("bash")
-        .env("KAFKA_SCRAM_USERS", scram_users)
-        .arg("-c")
-        .arg(KAFKA_SCRIPT)
-        .arg(&script)
-        .arg("start")
-        .arg(dir)
-        .arg("--watch")
-        .arg("--rm")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| TestkitError::Spawn {
-            script: script.clone(),
-            source,
-        })?;
-    // Drain stderr on a thread so a chatty first `mvn` run cannot block the script.
-    let stderr_text = Arc::new(Mutex::new(String::new()));
-    let stderr_thread = child.stderr.take().map(|mut stderr| {
-        let sink = Arc::clone(&stderr_text);
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&text);
-        })
-    });
-    let mut bootstrap = None;
-    let mut java_pid = None;
-    let mut stdout_text = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines() {
-            let line = line?;
-            if let Some(b) = line.strip_prefix("bootstrap=") {
-                bootstrap = Some(b.to_owned());
-            } else if let Some(p) = line.strip_prefix("pid=") {
-                java_pid = p.trim().parse::<u32>().ok();
-                break;
-            }
-            stdout_text.push_str(&line);
-            stdout_text.push('\n');
-        }
-    }
-    match (bootstrap, java_pid) {
-        (Some(bootstrap), Some(java_pid)) => {
-            let stdin = child.stdin.take();
-            Ok((
-                Watchdog {
-                    child,
-                    stdin,
-                    java_pid,
-                },
-                bootstrap,
-            ))
-        }
-        _ => {
-            child.stdin.take();
-            let status = child.wait()?;
-            if let Some(t) = stderr_thread {
-                let _ = t.join();
-            }
-            let stderr = stderr_text
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            Err(TestkitError::StartFailed {
-                status: status.to_string(),
-                output: format!("{stderr}{stdout_text}"),
-            })
-        }
-    }
-}
-
-fn send_signal(signal: &str, pid: u32) -> Result<(), TestkitError> {
-    // `kill` fails if the process is already gone, which is fine: the watchdog then exits.
-    Command::new("kill")
-        .arg(signal)
-        .arg(pid.to_string())
-        .stderr(Stdio::null())
-        .status()?;
-    Ok(())
-}
-
-/// Polls a metadata request until the broker answers or `timeout` passes.
+/// Polls a metadata request until the external broker answers or `timeout` passes.
 fn wait_ready(bootstrap: &str, timeout: Duration) -> Result<(), TestkitError> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;
     let deadline = Instant::now() + timeout;
     loop {
-        match producer
+        let last = match producer
             .client()
             .fetch_metadata(None, Duration::from_secs(2))
         {
             Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
-            Ok(_) => {}
-            Err(e) if Instant::now() >= deadline => {
-                return Err(TestkitError::NotReady {
-                    bootstrap: bootstrap.to_owned(),
-                    timeout,
-                    last: e.to_string(),
-                });
-            }
-            Err(_) => {}
-        }
+            Ok(_) => "no brokers in metadata".to_owned(),
+            Err(e) => e.to_string(),
+        };
         if Instant::now() >= deadline {
             return Err(TestkitError::NotReady {
                 bootstrap: bootstrap.to_owned(),
                 timeout,
-                last: "no brokers in metadata".to_owned(),
+                last,
             });
         }
         thread::sleep(Duration::from_millis(100));
