@@ -213,6 +213,7 @@ listen = ""
     let server = rampart_pipeline::http::serve(&args.metrics, handle.clone())?;
     let metrics_url = format!("http://{}/metrics", server.addr());
 
+    util::check_kafka(&brokers, &client)?;
     let partitions = cmd_loadgen::ensure_input_topic(&brokers, &input, Some(4), &client)?;
     create_topics(&settings)?;
 

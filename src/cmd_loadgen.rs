@@ -241,6 +241,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
                     .as_ref()
                     .map(|s| s.raw.topics.input_partitions.max(1) as u32)
             });
+            util::check_kafka(&brokers, &client_overrides)?;
             partitions = ensure_input_topic(&brokers, &topic, wanted, &client_overrides)?;
             let mut overrides = client_overrides.clone();
             if let Some(codec) = args.compression {

@@ -73,7 +73,58 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         librdkafka = %rampart_kafka::librdkafka_version(),
         "rampart starting"
     );
-    rampart_pipeline::run(&settings, role, &instance, shutdown, None)?;
+    crate::util::check_kafka(&settings.raw.kafka.brokers, &settings.raw.kafka.client)?;
+    rampart_pipeline::run(&settings, role, &instance, shutdown, None)
+        .map_err(|e| explain_denial(e.into(), &settings, role, &instance))?;
     info!("rampart stopped cleanly");
     Ok(())
+}
+
+/// Says which ACL is missing when Kafka's authorizer refused an operation: the principal needs
+/// Read and Write on the topics, Read on the consumer groups and Write on the transactional
+/// ids of its role.
+fn explain_denial(
+    error: anyhow::Error,
+    settings: &rampart_pipeline::config::Settings,
+    role: Role,
+    instance: &str,
+) -> anyhow::Error {
+    let Some(denied) = rampart_kafka::denied(error.as_ref()) else {
+        return error;
+    };
+    let t = &settings.raw.topics;
+    let k = &settings.raw.kafka;
+    let prefix = &settings.raw.processing.transactional_id_prefix;
+    let (topics, groups) = match role {
+        Role::Ingest => (
+            format!("{} (read), {} and {} (write)", t.input, t.partials, t.dlq),
+            k.ingest_group.clone(),
+        ),
+        Role::Merge => (
+            format!("{} (read), {} (write)", t.partials, t.rollups),
+            k.merge_group.clone(),
+        ),
+        Role::Both => (
+            format!(
+                "{} (read), {} (read, write), {} and {} (write)",
+                t.input, t.partials, t.rollups, t.dlq
+            ),
+            format!("{} and {}", k.ingest_group, k.merge_group),
+        ),
+    };
+    let what = match denied {
+        rampart_kafka::Denied::Topic => {
+            format!("a topic operation; this role uses topics {topics}")
+        }
+        rampart_kafka::Denied::TransactionalId => {
+            format!("the transactional ids {prefix}-*-{instance} (Write)")
+        }
+        rampart_kafka::Denied::Group => format!("the consumer groups {groups} (Read)"),
+        rampart_kafka::Denied::Cluster => {
+            "a cluster operation (Create topics, IdempotentWrite)".into()
+        }
+    };
+    error.context(format!(
+        "not authorized: Kafka's ACLs deny this principal {what}"
+    ))
 }

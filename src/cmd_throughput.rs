@@ -86,6 +86,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         Instant::now().elapsed().as_nanos() % 1_000_000
     );
     let topic = format!("rampart-throughput-{run_id}");
+    crate::util::check_kafka(&brokers, &client)?;
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         rampart_kafka::admin_config(&brokers, &client)?.create()?;
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -92,6 +92,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .brokers
         .clone()
         .unwrap_or_else(|| settings.raw.kafka.brokers.clone());
+    util::check_kafka(&brokers, &settings.raw.kafka.client)?;
     let topic = args
         .rollups_topic
         .clone()

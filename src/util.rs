@@ -157,6 +157,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// How long a command waits for a first answer from Kafka before going on with its own
+/// retries; a refused login or TLS handshake ends the wait at once.
+const KAFKA_FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
+
+/// Fails at once, naming the cause in one line, when the cluster refuses these client settings
+/// (wrong password, untrusted or wrong-host certificate, missing client certificate), instead of
+/// a timeout later. A cluster that does not answer yet is only a warning: the command's own
+/// retries and timeouts take over.
+pub fn check_kafka(brokers: &str, client: &rampart_kafka::Overrides) -> anyhow::Result<()> {
+    match rampart_kafka::check_connection(brokers, client, KAFKA_FIRST_ANSWER_WAIT)? {
+        rampart_kafka::Reached::Answered => {}
+        rampart_kafka::Reached::NoAnswerYet => tracing::warn!(
+            brokers,
+            "no Kafka broker answered within {} s; still trying",
+            KAFKA_FIRST_ANSWER_WAIT.as_secs()
+        ),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

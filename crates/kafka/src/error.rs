@@ -43,6 +43,14 @@ pub enum Error {
         /// Partitions it has.
         actual: i32,
     },
+    /// The cluster refused this client: a failed login or TLS handshake (see `connect`).
+    #[error("kafka at {brokers} refused the connection: {cause}")]
+    Refused {
+        /// Bootstrap servers.
+        brokers: String,
+        /// What failed and librdkafka's reason, one line.
+        cause: String,
+    },
     /// A topic that must exist does not.
     #[error("topic {0} does not exist")]
     UnknownTopic(String),
@@ -77,7 +85,10 @@ impl Error {
             Error::Client { source, .. } => kafka_error_is_retryable(source),
             Error::CreateTopic { code, .. } => code_is_retryable(*code),
             Error::Timeout { .. } => true,
-            Error::Config { .. } | Error::TopicMismatch { .. } | Error::UnknownTopic(_) => false,
+            Error::Config { .. }
+            | Error::TopicMismatch { .. }
+            | Error::UnknownTopic(_)
+            | Error::Refused { .. } => false,
         }
     }
 }
