@@ -144,6 +144,9 @@ pub enum StageError {
     Setup(#[source] KafkaError),
     #[error("fatal kafka error (this instance may have been fenced by a newer one): {0}")]
     Fatal(#[source] KafkaError),
+    /// Kafka's authorizer refuses an operation the stage needs; no retry can succeed.
+    #[error("refused by Kafka's ACLs: {0}")]
+    Denied(#[source] KafkaError),
     #[error("{0}")]
     Checkpoint(#[from] CheckpointError),
     /// A consumer error that skips input records; rampart stops rather than
@@ -206,9 +209,19 @@ pub enum StageError {
 struct DeliveryCtx {
     observer: Arc<dyn StageObserver>,
     failed_since_checkpoint: AtomicU64,
+    /// An ACL refusal librdkafka reported only to the error callback (AddPartitionsToTxn
+    /// refused: the transaction then fails with a bare "invalid state").
+    denied: Mutex<Option<KafkaError>>,
 }
 
-impl ClientContext for DeliveryCtx {}
+impl ClientContext for DeliveryCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        warn!(error = %error, reason, "kafka producer error");
+        if rampart_kafka::denied(&error).is_some() {
+            lock(&self.denied).get_or_insert(error);
+        }
+    }
+}
 
 impl ProducerContext for DeliveryCtx {
     type DeliveryOpaque = ();
@@ -431,10 +444,12 @@ impl<H: Handler> Inner<H> {
                 // commit: its outcome is unknown, the broker may have committed
                 // it) end the stage; the process exits non-zero and its
                 // supervisor restarts it, which resolves the transaction.
-                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal() || !t.txn_requires_abort());
+                // An ACL refusal (Write on an output topic) would fail every retry.
+                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal() || !t.txn_requires_abort())
+                    || rampart_kafka::denied(&e).is_some();
                 if fatal {
                     warn!(stage = self.settings.name, error = %e, "fatal checkpoint error (fenced, or commit outcome unknown); exiting for a restart");
-                    self.fatal = Some(StageError::Fatal(e));
+                    self.fatal = Some(self.stop_with(e));
                     return;
                 }
                 warn!(stage = self.settings.name, error = %e, "checkpoint failed; aborting and rewinding");
@@ -479,6 +494,16 @@ impl<H: Handler> Inner<H> {
             consumer.commit(tpl, CommitMode::Sync)?;
         }
         Ok(())
+    }
+
+    /// The error that stops the stage after `e`: the ACL refusal behind it if the producer
+    /// reported one (or `e` is one), else `e` as fatal.
+    fn stop_with(&self, e: KafkaError) -> StageError {
+        match lock(&self.producer.context().denied).take() {
+            Some(denied) => StageError::Denied(denied),
+            None if rampart_kafka::denied(&e).is_some() => StageError::Denied(e),
+            None => StageError::Fatal(e),
+        }
     }
 
     /// Lets the handler build `partition`'s state from its committed entry and
@@ -541,7 +566,7 @@ impl<H: Handler> Inner<H> {
                 .and_then(|()| self.producer.begin_transaction())
             {
                 warn!(error = %e, "abort failed");
-                self.fatal = Some(StageError::Fatal(e));
+                self.fatal = Some(self.stop_with(e));
                 return;
             }
         }
@@ -592,6 +617,7 @@ impl<H: Handler> Stage<H> {
         let ctx = DeliveryCtx {
             observer: observer.clone(),
             failed_since_checkpoint: AtomicU64::new(0),
+            denied: Mutex::new(None),
         };
         let producer: StageProducer = settings
             .producer
