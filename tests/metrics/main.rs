@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod deploy_secured;
 mod prometheus;
 mod tooling;
 

@@ -59,7 +59,7 @@ fn scrape_config_passes_promtool_check_config() {
     assert!(ok, "promtool check config:\n{out}");
 }
 
-fn yaml_docs(path: &Path) -> Vec<serde_norway::Value> {
+pub(crate) fn yaml_docs(path: &Path) -> Vec<serde_norway::Value> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut docs = Vec::new();
     for d in serde_norway::Deserializer::from_str(&text) {
@@ -73,6 +73,21 @@ fn yaml_docs(path: &Path) -> Vec<serde_norway::Value> {
 /// Runs `rampart check-config` on `toml` with `env`, the enrichment paths
 /// under /var/lib/rampart pointed at empty stand-in files.
 fn check_config(toml: &str, env: &[(String, String)]) {
+    check_config_moved(toml, env, &[]);
+}
+
+/// [`check_config`], each `(from, to)` prefix replaced in the environment's values (secrets
+/// mounted at `from` in a container are files under `to` here).
+pub(crate) fn check_config_moved(toml: &str, env: &[(String, String)], moved: &[(&str, &Path)]) {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            let v = moved.iter().fold(v.clone(), |v, (from, to)| {
+                v.replace(from, to.to_str().unwrap())
+            });
+            (k.clone(), v)
+        })
+        .collect();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
