@@ -387,6 +387,9 @@ impl<H: Handler> Inner<H> {
                     }
                     Err((e, _)) => {
                         warn!(error = %e, topic = %r.topic, "produce failed; rewinding");
+                        if !self.needs_rewind && self.fatal.is_none() {
+                            self.fatal = self.denied_transaction(&e).map(StageError::Denied);
+                        }
                         self.needs_rewind = true;
                         break;
                     }
@@ -452,6 +455,11 @@ impl<H: Handler> Inner<H> {
                     self.fatal = Some(self.stop_with(e));
                     return;
                 }
+                if let Some(denied) = self.denied_transaction(&e) {
+                    warn!(stage = self.settings.name, error = %denied, "Kafka's ACLs refuse this transaction; stopping");
+                    self.fatal = Some(StageError::Denied(denied));
+                    return;
+                }
                 warn!(stage = self.settings.name, error = %e, "checkpoint failed; aborting and rewinding");
                 self.needs_rewind = true;
             }
@@ -494,6 +502,24 @@ impl<H: Handler> Inner<H> {
             consumer.commit(tpl, CommitMode::Sync)?;
         }
         Ok(())
+    }
+
+    /// A transaction in an abortable state makes every produce (and offsets sent to it) fail
+    /// with a bare `State`; its cause is what `commit_transaction` returns (it cannot commit
+    /// such a transaction). That cause if it is an ACL refusal (AddPartitionsToTxn on a topic
+    /// this principal may not write), which no retry can fix; anything else is left to the
+    /// rewind.
+    fn denied_transaction(&self, error: &KafkaError) -> Option<KafkaError> {
+        let abortable = error.rdkafka_error_code() == Some(RDKafkaErrorCode::State)
+            || matches!(error, KafkaError::Transaction(t) if t.txn_requires_abort());
+        if self.settings.guarantee != Guarantee::ExactlyOnce || !abortable {
+            return None;
+        }
+        let cause = self
+            .producer
+            .commit_transaction(Duration::from_secs(10))
+            .err()?;
+        rampart_kafka::denied(&cause).map(|_| cause)
     }
 
     /// The error that stops the stage after `e`: the ACL refusal behind it if the producer
@@ -558,6 +584,10 @@ impl<H: Handler> Inner<H> {
 
     /// After an abort: rebuild every owned partition from its committed state.
     fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if self.fatal.is_some() {
+            // The stage stops; its successor starts from the committed state.
+            return;
+        }
         if self.settings.guarantee == Guarantee::ExactlyOnce {
             let timeout = Duration::from_secs(60);
             if let Err(e) = self
