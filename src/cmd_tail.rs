@@ -80,6 +80,7 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
     let kafka = &settings.raw.kafka;
     let topic = settings.raw.topics.rollups.clone();
     let group = format!("rampart-tail-{}", std::process::id());
+    util::check_kafka(&kafka.brokers, &kafka.client)?;
     // Assigned, never subscribed or committed: the group id is only a name.
     let consumer: BaseConsumer =
         rampart_kafka::consumer_config(&kafka.brokers, &group, &kafka.client)?
