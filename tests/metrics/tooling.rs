@@ -71,7 +71,7 @@ pub(crate) fn yaml_docs(path: &Path) -> Vec<serde_norway::Value> {
 }
 
 /// Runs `rampart check-config` on `toml` with `env`, the enrichment paths
-/// under /var/lib/rampart pointed at empty stand-in files.
+/// under /var/lib/rampart pointed at a small generated world's files.
 fn check_config(toml: &str, env: &[(String, String)]) {
     check_config_moved(toml, env, &[]);
 }
@@ -91,9 +91,21 @@ pub(crate) fn check_config_moved(toml: &str, env: &[(String, String)], moved: &[
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    for f in ["GeoLite2-Country.mmdb", "GeoLite2-ASN.mmdb", "sectors.csv"] {
-        std::fs::write(data.join(f), b"").unwrap();
-    }
+    // check-config opens the MMDB files (and refuses other schemas): small real ones.
+    let world = rampart_loadgen::World::new(rampart_loadgen::WorldConfig {
+        sources: 200,
+        asns: 20,
+        prefixes: 40,
+        ..rampart_loadgen::WorldConfig::default()
+    })
+    .unwrap();
+    world
+        .write_mmdb(
+            &data.join("GeoLite2-Country.mmdb"),
+            &data.join("GeoLite2-ASN.mmdb"),
+        )
+        .unwrap();
+    world.write_sector_table(&data.join("sectors.csv")).unwrap();
     let text = toml.replace("/var/lib/rampart", data.to_str().unwrap());
     let path = dir.path().join("rampart.toml");
     std::fs::write(&path, text).unwrap();
