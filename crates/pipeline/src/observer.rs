@@ -1,7 +1,7 @@
 //! What the stage runtime reports about itself: typed [`StageEvent`]s handed
 //! to a [`StageObserver`].
 //!
-//! The runtime (`stage.rs`) emits events and never touches a metric;
+//! The runtime (`stage/`) emits events and never touches a metric;
 //! `telemetry` implements the observer and owns every metric name, label and
 //! the registry (the shape of Vector's `internal_events`). This module sits
 //! below both and imports nothing from this crate, so neither has to import
