@@ -164,3 +164,83 @@ fn input_deleted_before_it_was_read_stops_with_the_lost_offsets() {
         "{line}"
     );
 }
+
+/// An IPinfo-lite-shaped MMDB (top-level `country_code`, `asn` as "AS…"
+/// text), written by the project's own MMDB writer.
+fn ipinfo_like_mmdb(dir: &std::path::Path) -> std::path::PathBuf {
+    use rampart_mmdb::{MmdbWriter, Value};
+    let mut w = MmdbWriter::new("ipinfo lite.mmdb");
+    for (net, cc, asn) in [
+        ("1.2.3.0/24", "JP", "AS2497"),
+        ("8.8.8.0/24", "US", "AS15169"),
+    ] {
+        let record = Value::map([("country_code", Value::from(cc)), ("asn", Value::from(asn))]);
+        w.insert(net.parse().unwrap(), record).unwrap();
+    }
+    let path = dir.join("ipinfo.mmdb");
+    w.write_to_path(&path).unwrap();
+    path
+}
+
+/// A country database of another schema is refused by `check-config` and
+/// `rampart run` at start, naming the file and the setting that would read
+/// it, instead of turning every origin into `ZZ`; with `country_field` /
+/// `asn_field` set, the same file is accepted.
+#[test]
+fn a_database_of_another_schema_is_refused_naming_the_file() {
+    let _machine = machine_shared();
+    let dir = tempfile::tempdir().unwrap();
+    let db = ipinfo_like_mmdb(dir.path());
+    let config = dir.path().join("rampart.toml");
+    let write_config = |extra: &str| {
+        let text = format!(
+            "[kafka]\nbrokers = \"{}\"\n\n[topics]\ninput = \"{}\"\n\n[enrich]\ncountry_db = \"{}\"\n{extra}\n[metrics]\nlisten = \"\"\n",
+            broker().bootstrap(),
+            rampart_testkit::unique_name("raw"),
+            db.display()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config("");
+    let check = std::process::Command::new(RAMPART_BIN)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "check-config accepted it:\n{text}");
+    for needle in ["ipinfo.mmdb", "country_field"] {
+        assert!(text.contains(needle), "{needle:?} missing in:\n{text}");
+    }
+
+    let started = Instant::now();
+    let run = std::process::Command::new(RAMPART_BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RAMPART_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(!run.status.success(), "run accepted it:\n{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(text.contains("ipinfo.mmdb"), "{text}");
+
+    write_config("country_field = \"country_code\"\n");
+    let check = std::process::Command::new(RAMPART_BIN)
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
