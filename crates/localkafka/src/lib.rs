@@ -20,6 +20,8 @@
 
 mod watchdog;
 
+pub use watchdog::wait_ready;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard};

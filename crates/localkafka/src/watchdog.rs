@@ -134,7 +134,7 @@ pub(crate) fn send_signal(signal: &str, pid: u32) -> Result<(), LocalKafkaError>
 }
 
 /// Polls a metadata request until the broker answers or `timeout` passes.
-pub(crate) fn wait_ready(bootstrap: &str, timeout: Duration) -> Result<(), LocalKafkaError> {
+pub fn wait_ready(bootstrap: &str, timeout: Duration) -> Result<(), LocalKafkaError> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()?;

@@ -17,14 +17,13 @@ use std::pin::pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rampart_localkafka::{LocalKafka, LocalKafkaError};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 
 pub use rampart_localkafka::{Listener, Options};
@@ -54,16 +53,6 @@ pub enum TestkitError {
         /// Broker error code.
         code: RDKafkaErrorCode,
     },
-    /// The broker did not answer a metadata request in time.
-    #[error("broker at {bootstrap} did not answer a metadata request within {timeout:?}: {last}")]
-    NotReady {
-        /// Bootstrap address.
-        bootstrap: String,
-        /// How long we waited.
-        timeout: Duration,
-        /// Last client error.
-        last: String,
-    },
 }
 
 /// A Kafka broker for tests: either external (from [`BOOTSTRAP_ENV`]) or private to this process.
@@ -84,7 +73,7 @@ impl KafkaBroker {
         match std::env::var(BOOTSTRAP_ENV) {
             Ok(bootstrap) if !bootstrap.trim().is_empty() => {
                 let bootstrap = bootstrap.trim().to_owned();
-                wait_ready(&bootstrap, Duration::from_secs(30))?;
+                rampart_localkafka::wait_ready(&bootstrap, Duration::from_secs(30))?;
                 Ok(KafkaBroker {
                     bootstrap,
                     local: None,
@@ -224,32 +213,6 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
-/// Polls a metadata request until the external broker answers or `timeout` passes.
-fn wait_ready(bootstrap: &str, timeout: Duration) -> Result<(), TestkitError> {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = match producer
-            .client()
-            .fetch_metadata(None, Duration::from_secs(2))
-        {
-            Ok(metadata) if !metadata.brokers().is_empty() => return Ok(()),
-            Ok(_) => "no brokers in metadata".to_owned(),
-            Err(e) => e.to_string(),
-        };
-        if Instant::now() >= deadline {
-            return Err(TestkitError::NotReady {
-                bootstrap: bootstrap.to_owned(),
-                timeout,
-                last,
-            });
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Minimal executor for rdkafka's admin futures (they are completed by librdkafka's own thread,
 /// so blocking here is safe even inside a tokio test).
 fn block_on<F: Future>(future: F) -> F::Output {
@@ -276,7 +239,8 @@ mod tests {
     use super::*;
     use rdkafka::Message;
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::producer::BaseRecord;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use std::time::Instant;
 
     fn produce_one(bootstrap: &str, topic: &str, payload: &str) {
         let producer: BaseProducer = ClientConfig::new()
