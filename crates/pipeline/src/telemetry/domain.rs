@@ -108,7 +108,23 @@ impl Domain {
         None
     }
 
-    pub(super) fn rollup(&mut self, r: &Rollup) {
+    /// Counts rollups made final together. Origin countries go first, the
+    /// largest first, so the labels admitted are the top countries by volume
+    /// (in key order the first countries alphabetically took them) and
+    /// country × sector rollups see those labels.
+    pub(super) fn rollups(&mut self, rollups: &[Rollup]) {
+        let is_country = |r: &&Rollup| r.dimension == Dimension::OriginCountry as i32;
+        let mut countries: Vec<&Rollup> = rollups.iter().filter(is_country).collect();
+        countries.sort_by_key(|r| std::cmp::Reverse(r.unique_events));
+        for r in countries {
+            self.rollup(r);
+        }
+        for r in rollups.iter().filter(|r| !is_country(r)) {
+            self.rollup(r);
+        }
+    }
+
+    fn rollup(&mut self, r: &Rollup) {
         let v = r.unique_events;
         match Dimension::try_from(r.dimension) {
             Ok(Dimension::TargetSector) => {
@@ -162,6 +178,31 @@ impl Domain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_countries_of_a_window_get_the_labels_whatever_their_key_order() {
+        let country = |key: &str, unique_events: u64| Rollup {
+            dimension: Dimension::OriginCountry as i32,
+            key: key.to_string(),
+            unique_events,
+            ..Rollup::default()
+        };
+        // 30 small countries whose keys sort before the three large ones.
+        let mut window: Vec<Rollup> = (0..30u8)
+            .map(|i| country(&format!("A{}", (b'A' + i % 26) as char), 1))
+            .collect();
+        window.extend([
+            country("CN", 3_800),
+            country("IN", 1_000),
+            country("US", 800),
+        ]);
+        let mut domain = Domain::new(3);
+        domain.rollups(&window);
+        for big in ["CN", "IN", "US"] {
+            assert!(domain.countries.is_labelled(big), "{big} has no label");
+        }
+        assert_eq!(domain.countries.labels.len(), 3, "small countries labelled");
+    }
 
     #[test]
     fn top_n_keeps_labels_bounded_and_sticky() {

@@ -97,8 +97,8 @@ impl MergeMetrics {
             if let Some(c) = self.rollups.get(&r.dimension) {
                 c.increment(1);
             }
-            self.domain.rollup(r);
         }
+        self.domain.rollups(rollups);
         self.windows.increment(windows);
         self.sent_events.increment(rollups.len() as u64);
         self.sent_bytes.increment(payload_bytes as u64);
