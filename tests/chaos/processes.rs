@@ -107,8 +107,10 @@ fn sigkill_restart_rebalance_and_zombie_keep_exactly_once() {
     fleet.sleep(rng.ms(3_000, 6_000));
     open_kills += kill_round(&mut fleet, &mut rng, &w) as u32;
     kills += 1;
-    // Until one kill has provably hit an open output transaction (bounded).
-    while open_kills == 0 && kills < 7 {
+    // At least five kills (a one-second transaction often holds no output:
+    // partials and rollups come in bursts when windows close), and on until
+    // one has provably hit an open output transaction (bounded).
+    while kills < 5 || (open_kills == 0 && kills < 8) {
         fleet.sleep(rng.ms(1_000, 3_000));
         open_kills += kill_round(&mut fleet, &mut rng, &w) as u32;
         kills += 1;
