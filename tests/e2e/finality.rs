@@ -120,6 +120,23 @@ fn assert_final_rollups(w: &Workload, truth: &ModelOutput, limit: Duration) -> D
     took
 }
 
+/// The rollups topic holds exactly the ground truth now (read_committed,
+/// after a 2 s quiet period).
+fn assert_rollups_now(w: &Workload, truth: &ModelOutput) {
+    let got = decode_rollups(&read_all(
+        broker().bootstrap(),
+        &w.topics.rollups,
+        Duration::from_secs(2),
+    ));
+    let d = diff(&truth.rollups, &got);
+    assert!(
+        d.is_empty(),
+        "{} differences: {:?}",
+        d.len(),
+        &d[..d.len().min(10)]
+    );
+}
+
 fn empty_partitions_workload() -> (Workload, ModelOutput) {
     let w = produced(Spec {
         events: 3_000,
@@ -338,18 +355,7 @@ fn input_partitions_added_between_runs_are_refused_at_start() {
     std::thread::sleep(Duration::from_secs(8));
     let status = stop(&mut child);
     assert!(status.success(), "{}", log_text(&log));
-    let got = decode_rollups(&read_all(
-        broker().bootstrap(),
-        &w.topics.rollups,
-        Duration::from_secs(2),
-    ));
-    let d = diff(&truth.rollups, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(10)]
-    );
+    assert_rollups_now(&w, &truth);
 }
 
 #[test]
@@ -373,18 +379,7 @@ fn partials_partitions_changed_between_runs_are_refused_at_start() {
         &log,
         &[&w.topics.partials, "3", "5", "--reset-state"],
     );
-    let got = decode_rollups(&read_all(
-        broker().bootstrap(),
-        &w.topics.rollups,
-        Duration::from_secs(2),
-    ));
-    let d = diff(&truth.rollups, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(10)]
-    );
+    assert_rollups_now(&w, &truth);
 }
 
 /// At-least-once: the ingest is killed after producing partials but long
@@ -538,16 +533,5 @@ fn unreadable_checkpoint_metadata_is_refused_unless_reset_state() {
     let (mut child, log) = spawn(&w, "after", &["--instance", "solo"], &[]);
     std::thread::sleep(Duration::from_secs(8));
     assert!(stop(&mut child).success(), "{}", log_text(&log));
-    let got = decode_rollups(&read_all(
-        broker().bootstrap(),
-        &w.topics.rollups,
-        Duration::from_secs(2),
-    ));
-    let d = diff(&truth.rollups, &got);
-    assert!(
-        d.is_empty(),
-        "{} differences: {:?}",
-        d.len(),
-        &d[..d.len().min(10)]
-    );
+    assert_rollups_now(&w, &truth);
 }
