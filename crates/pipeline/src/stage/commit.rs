@@ -178,7 +178,16 @@ impl<H: Handler> Inner<H> {
     /// The error that stops the stage after `e`: the ACL refusal behind it if the producer
     /// reported one (or `e` is one), else `e` as fatal.
     fn stop_with(&self, e: KafkaError) -> StageError {
-        match lock(&self.producer.context().denied).take() {
+        // The refusal reaches the error callback on the producer's own polling
+        // thread and can trail the failed commit: give it up to a second.
+        let context = self.producer.context();
+        for _ in 0..20 {
+            if lock(&context.denied).is_some() || rampart_kafka::denied(&e).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        match lock(&context.denied).take() {
             Some(denied) => StageError::Denied(denied),
             None if rampart_kafka::denied(&e).is_some() => StageError::Denied(e),
             None => StageError::Fatal(e),
