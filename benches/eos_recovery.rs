@@ -1,15 +1,20 @@
 //! Recovery time after a SIGKILL, as a function of the dedup horizon and the
 //! input rate (a measurement driver, not a test).
 //!
-//! For each setting: a seeded workload is produced in real time (event time
-//! advances like the wall clock) to a fresh topic; one `rampart run` (the
-//! binary cargo built for this bench) processes it; after `--kill-at`
-//! seconds it is SIGKILLed and restarted at once under the same instance name.
-//! Reported: the replay distance read from the committed checkpoint metadata
-//! (messages between each partition's replay offset and its committed offset)
-//! and the time from the restart until the ingest group's committed offsets
-//! reach the input's end offsets as of the restart (replay done and backlog
-//! caught up).
+//! For each setting and each way of stopping: a seeded workload is produced in
+//! real time (event time advances like the wall clock) to a fresh topic; one
+//! `rampart run` (the binary cargo built for this bench) processes it; after
+//! `kill_at` seconds it is stopped (SIGKILL, or SIGTERM and waited for) and
+//! started again at once under the same instance name. Reported: the replay
+//! distance read from the committed checkpoint metadata (messages between each
+//! partition's replay offset and its committed offset), how long the SIGTERM
+//! took, and the time from the start of the new process until the ingest
+//! group's committed offsets reach the input's end offsets as of the restart
+//! (replay done and backlog caught up).
+//!
+//! `RAMPART_RECOVERY_SETTINGS=0,2` runs only those settings (indices into
+//! the list below; all by default), `RAMPART_RECOVERY_STOPS=kill` or `term`
+//! only that way of stopping (both by default).
 //!
 //! ```text
 //! scripts/kafka start /tmp/k
@@ -33,6 +38,21 @@ struct Setting {
     name: &'static str,
     rate: u64,
     dedup: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+impl Stop {
+    fn name(self) -> &'static str {
+        match self {
+            Stop::Kill => "SIGKILL",
+            Stop::Term => "SIGTERM",
+        }
+    }
 }
 
 fn committed(c: &BaseConsumer, topic: &str, parts: u32) -> Vec<(i64, String)> {
@@ -81,10 +101,25 @@ fn main() {
             dedup: "[dedup]\nhorizon = \"10m\"\nfields = [\"src_ip\", \"dst_ip\", \"dst_port\", \"protocol\"]\n",
         },
     ];
+    let chosen: Vec<usize> = std::env::var("RAMPART_RECOVERY_SETTINGS")
+        .map(|v| v.split(',').map(|i| i.trim().parse().unwrap()).collect())
+        .unwrap_or_else(|_| (0..settings.len()).collect());
+    let stops: Vec<Stop> = match std::env::var("RAMPART_RECOVERY_STOPS").as_deref() {
+        Ok("kill") => vec![Stop::Kill],
+        Ok("term") => vec![Stop::Term],
+        _ => vec![Stop::Kill, Stop::Term],
+    };
     println!(
-        "window 20 s, 6 input partitions, 50 events per message, checkpoint 1 s, kill at {kill_at:?}"
+        "window 20 s, 6 input partitions, 50 events per message, checkpoint 1 s, stop at {kill_at:?}"
     );
-    for s in &settings {
+    let runs: Vec<(&Setting, Stop)> = chosen
+        .iter()
+        .flat_map(|&i| {
+            let s = &settings[i];
+            stops.iter().map(move |&stop| (s, stop))
+        })
+        .collect();
+    for (s, stop) in runs {
         let spec = Spec {
             events: s.rate * produce_for.as_secs(),
             rate: s.rate,
@@ -105,7 +140,12 @@ fn main() {
             .create()
             .unwrap();
         fleet.sleep(kill_at.saturating_sub(started.elapsed()));
-        fleet.kill9("r");
+        let stopping = Instant::now();
+        match stop {
+            Stop::Kill => fleet.kill9("r"),
+            Stop::Term => assert!(fleet.terminate("r").success()),
+        }
+        let stopped_in = stopping.elapsed();
         let before = committed(&probe, &w.topics.input, w.partitions);
         let replay: i64 = before
             .iter()
@@ -151,8 +191,10 @@ fn main() {
             fleet.sleep(Duration::from_millis(100));
         }
         println!(
-            "{:<52} replay {:>6} msgs ({:>7} events) + backlog {:>5} msgs -> assigned after {}, caught up after {}",
+            "{:<52} {:<7} (stopped in {:.2} s) replay {:>6} msgs ({:>7} events) + backlog {:>5} msgs -> assigned after {}, caught up after {}",
             s.name,
+            stop.name(),
+            stopped_in.as_secs_f64(),
             replay,
             replay * 50,
             backlog,
