@@ -39,7 +39,7 @@ mod stage;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use metrics::gauge;
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use ingest::IngestMetrics;
@@ -76,6 +76,37 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
         .install_recorder()?;
     describe::describe_all();
     Ok(handle)
+}
+
+/// Why the endpoint server (`crate::http`) closed a connection before
+/// answering it normally.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum HttpDrop {
+    /// Every slot was taken: the oldest connection still waiting for its
+    /// request head gave its slot to a new one.
+    Evicted,
+    /// Every slot was writing a response: the new connection got a 503.
+    Busy,
+    /// The request head did not arrive in time (answered 408).
+    HeadTimeout,
+    /// The client did not take the response in time.
+    WriteTimeout,
+}
+
+impl HttpDrop {
+    fn label(self) -> &'static str {
+        match self {
+            HttpDrop::Evicted => "evicted",
+            HttpDrop::Busy => "busy",
+            HttpDrop::HeadTimeout => "head_timeout",
+            HttpDrop::WriteTimeout => "write_timeout",
+        }
+    }
+}
+
+/// Counts a connection the endpoint server closed early.
+pub(crate) fn http_connection_dropped(reason: HttpDrop) {
+    counter!("rampart_http_connections_dropped_total", "reason" => reason.label()).increment(1);
 }
 
 /// Refreshes what is sampled at scrape time: readiness, process memory and

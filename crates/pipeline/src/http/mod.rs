@@ -5,26 +5,25 @@
 //! up, 503 with a short reason otherwise; see `crate::health::readiness`).
 //!
 //! A deliberately tiny HTTP/1.1 server (GET/HEAD, one request per
-//! connection, bounded concurrency and read time) on its own thread with a
-//! current-thread tokio runtime: scrapes are rare and small, so a framework
-//! would add dependencies without adding anything.
+//! connection) on its own thread with a current-thread tokio runtime: scrapes
+//! are rare and small, so a framework would add dependencies without adding
+//! anything. This file holds the routes; `server` the connection handling and
+//! its limits ([`server::Limits`]): a liveness probe is answered however many
+//! idle or slow clients hold connections, because a connection that has not
+//! sent its request yet gives its slot up to a new one.
+
+mod server;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
-use tracing::{debug, info};
+use tokio::sync::oneshot;
+use tracing::info;
 
-/// Connections served at once; more wait in the listen backlog.
-const MAX_CONNECTIONS: usize = 32;
-/// Longest request head accepted.
-const MAX_REQUEST: usize = 8 * 1024;
-/// Time a client gets to send its request.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+use server::{Limits, Router};
 
 /// Errors starting the endpoint server.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +40,9 @@ pub enum HttpError {
     Start(#[source] std::io::Error),
 }
 
-/// The running endpoint server; stops when dropped.
+/// The running endpoint server; stops when dropped, without waiting for
+/// connections still being served (a client that stopped reading cannot hold
+/// the process up).
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: SocketAddr,
@@ -70,6 +71,13 @@ impl Drop for MetricsServer {
 /// Binds `listen` and serves the endpoints from a background thread. Logs
 /// `metrics listening on http://ADDR` at info level with the bound address.
 pub fn serve(listen: &str, handle: PrometheusHandle) -> Result<MetricsServer, HttpError> {
+    let handle = Arc::new(handle);
+    let router: Router = Arc::new(move |method: &str, target: &str| route(method, target, &handle));
+    serve_with(listen, Limits::default(), router)
+}
+
+/// [`serve`] with any routes and limits (tests use small limits and big bodies).
+fn serve_with(listen: &str, limits: Limits, router: Router) -> Result<MetricsServer, HttpError> {
     let addr: SocketAddr = listen
         .parse()
         .map_err(|_| HttpError::BadAddress(listen.to_string()))?;
@@ -84,20 +92,21 @@ pub fn serve(listen: &str, handle: PrometheusHandle) -> Result<MetricsServer, Ht
         .build()
         .map_err(HttpError::Start)?;
     let (stop_tx, stop_rx) = oneshot::channel();
-    let handle = Arc::new(handle);
     let thread = std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
             rt.block_on(async move {
-                let listener = match TcpListener::from_std(std_listener) {
+                let listener = match tokio::net::TcpListener::from_std(std_listener) {
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "metrics listener failed");
                         return;
                     }
                 };
-                accept_loop(listener, handle, stop_rx).await;
+                server::accept_loop(listener, limits, router, stop_rx).await;
             });
+            // Dropping the runtime here cancels every connection still open
+            // (a stuck writer included): shutdown never waits for clients.
         })
         .map_err(HttpError::Start)?;
     info!(addr = %bound, "metrics listening on http://{bound}");
@@ -108,45 +117,14 @@ pub fn serve(listen: &str, handle: PrometheusHandle) -> Result<MetricsServer, Ht
     })
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    handle: Arc<PrometheusHandle>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        tokio::select! {
-            _ = &mut stop => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let handle = handle.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = serve_one(stream, &handle).await {
-                            debug!(%peer, error = %e, "metrics connection ended");
-                        }
-                        drop(permit);
-                    });
-                }
-                Err(e) => {
-                    debug!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-}
-
 /// A response: status line, content type, body.
-struct Response {
-    status: &'static str,
-    body: String,
-    content_type: &'static str,
+pub(crate) struct Response {
+    pub(crate) status: &'static str,
+    pub(crate) body: String,
+    pub(crate) content_type: &'static str,
 }
 
-fn text(status: &'static str, body: impl Into<String>) -> Response {
+pub(crate) fn text(status: &'static str, body: impl Into<String>) -> Response {
     Response {
         status,
         body: body.into(),
@@ -180,51 +158,4 @@ fn route(method: &str, target: &str, handle: &PrometheusHandle) -> Response {
         },
         _ => text("404 Not Found", "endpoints: /metrics /health /ready\n"),
     }
-}
-
-async fn serve_one(mut stream: TcpStream, handle: &PrometheusHandle) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let head_complete = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok::<bool, std::io::Error>(false);
-            }
-            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n") {
-                return Ok(true);
-            }
-            if buf.len() > MAX_REQUEST {
-                return Ok(false);
-            }
-        }
-    })
-    .await;
-    let resp = match head_complete {
-        Ok(Ok(true)) => {
-            let head = String::from_utf8_lossy(&buf);
-            let mut parts = head.lines().next().unwrap_or_default().split_whitespace();
-            let method = parts.next().unwrap_or_default();
-            let target = parts.next().unwrap_or_default();
-            let head_only = method == "HEAD";
-            let r = route(method, target, handle);
-            (r, head_only)
-        }
-        Ok(Ok(false)) => (text("400 Bad Request", "bad request\n"), false),
-        Ok(Err(e)) => return Err(e),
-        Err(_) => (text("408 Request Timeout", "timeout\n"), false),
-    };
-    let (r, head_only) = resp;
-    let header = format!(
-        "HTTP/1.1 {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        r.status,
-        r.content_type,
-        r.body.len()
-    );
-    stream.write_all(header.as_bytes()).await?;
-    if !head_only {
-        stream.write_all(r.body.as_bytes()).await?;
-    }
-    stream.shutdown().await
 }
