@@ -42,6 +42,8 @@ pub enum MergeError {
     PartitionCount { expected: u32, got: u32 },
     #[error("marker or partial for input partition {partition} of {partitions}")]
     PartitionOutOfRange { partition: u32, partitions: u32 },
+    #[error("marker claims {0} input partitions, more than any topic holds")]
+    AbsurdPartitionCount(u32),
 }
 
 /// Counters of a merger, for metrics.
@@ -269,6 +271,11 @@ impl Merger {
         let mut n = (!self.closed.is_empty()).then_some(self.closed.len() as u32);
         let known = n;
         for m in &batch.closed {
+            // The state sizes per-partition tables by this count: a corrupt
+            // marker must not make it allocate gigabytes.
+            if m.input_partitions as usize > MAX_INPUT_PARTITIONS {
+                return Err(MergeError::AbsurdPartitionCount(m.input_partitions));
+            }
             match n {
                 Some(e) if e != m.input_partitions => {
                     return Err(MergeError::PartitionCount {
@@ -421,6 +428,39 @@ mod tests {
             finalized_before: Some(1_700_000_040_000),
             closed,
         }
+    }
+
+    fn marker(input_partition: u32, input_partitions: u32) -> pb::WindowClosed {
+        pb::WindowClosed {
+            input_partition,
+            input_partitions,
+            closed_before_ms: 60_000,
+            watermark_ms: 60_000,
+        }
+    }
+
+    #[test]
+    fn a_marker_claiming_absurd_partition_counts_is_refused_before_any_table_grows() {
+        let mut m = Merger::new(60_000);
+        for absurd in [u32::MAX, (MAX_INPUT_PARTITIONS + 1) as u32] {
+            let batch = pb::PartialBatch {
+                closed: vec![marker(0, absurd)],
+                ..Default::default()
+            };
+            assert_eq!(
+                m.apply(&batch, 7),
+                Err(MergeError::AbsurdPartitionCount(absurd))
+            );
+        }
+        assert!(m.closed.is_empty() && m.closed_seen.is_empty());
+        assert_eq!(m.stats().markers, 0);
+        // A sane count is taken.
+        let batch = pb::PartialBatch {
+            closed: vec![marker(1, 3)],
+            ..Default::default()
+        };
+        m.apply(&batch, 8).unwrap();
+        assert_eq!(m.closed, vec![None, Some(60_000), None]);
     }
 
     #[test]

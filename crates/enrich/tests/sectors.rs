@@ -157,6 +157,38 @@ sector = \"cisa:mining\"
     assert_eq!(err.issues[0].line, 3, "{err}");
 }
 
+/// 30 000 entries (~1 MB): with a newline count per entry (quadratic) this
+/// took minutes; the line of the one bad entry, the last, is still exact.
+#[test]
+fn a_large_toml_table_loads_and_names_the_line_of_its_last_entry() {
+    let n = 30_000u32;
+    let mut text = String::new();
+    for i in 0..n {
+        let cidr = if i + 1 == n {
+            "10.0.0.0/33".to_owned()
+        } else {
+            format!("{}.{}.{}.0/24", 11 + i / 65_536, (i / 256) % 256, i % 256)
+        };
+        text.push_str(&format!(
+            "[[asset]]\ncidr = \"{cidr}\"\nsector = \"energy\"\n\n"
+        ));
+    }
+    let err = SectorTable::from_toml_str(&text, "big.toml").unwrap_err();
+    let last = (n as usize - 1) * 4 + 2;
+    let got: Vec<(usize, Option<&str>)> = err
+        .issues
+        .iter()
+        .map(|i| (i.line, i.key.as_deref()))
+        .collect();
+    let key = format!("asset[{}].cidr", n - 1);
+    assert_eq!(got, vec![(last, Some(key.as_str()))], "{err}");
+    // Without the bad entry the whole table loads.
+    let good = text.replace("10.0.0.0/33", "10.0.0.0/8");
+    let table = SectorTable::from_toml_str(&good, "big.toml").unwrap();
+    assert_eq!(table.names(), ["unknown", "cisa:energy"]);
+    assert_eq!(table.len(), n as usize);
+}
+
 #[test]
 fn sector_names() {
     assert_eq!(CISA_SECTORS.len(), 16);

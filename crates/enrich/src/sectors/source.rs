@@ -172,10 +172,8 @@ impl SectorTable {
             cidr: toml::Spanned<String>,
             sector: toml::Spanned<String>,
         }
-        let line_of = |offset: usize| {
-            text.get(..offset)
-                .map_or(1, |s| s.matches('\n').count() + 1)
-        };
+        let lines = LineIndex::new(text);
+        let line_of = |offset: usize| lines.line_of(offset);
         let file: File = match toml::from_str(text) {
             Ok(f) => f,
             Err(e) => {
@@ -265,6 +263,31 @@ impl SectorTable {
     }
 }
 
+/// Where each line of a text starts, so the line of any byte offset is a
+/// binary search (counting newlines up to each offset made loading a large
+/// table quadratic).
+pub(crate) struct LineIndex {
+    /// Byte offset of the start of every line after the first.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub(crate) fn new(text: &str) -> Self {
+        let starts = text
+            .bytes()
+            .enumerate()
+            .filter(|&(_, b)| b == b'\n')
+            .map(|(i, _)| i + 1)
+            .collect();
+        LineIndex { starts }
+    }
+
+    /// The 1-based line holding byte `offset`.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&start| start <= offset) + 1
+    }
+}
+
 /// Parses one entry, recording every problem with its line and key.
 fn check(
     line: usize,
@@ -290,5 +313,23 @@ fn check(
             issues.extend(n.err().into_iter().chain(s.err()));
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_index_agrees_with_counting_newlines() {
+        let text = "a\n\nbc\nd\n\n";
+        let index = LineIndex::new(text);
+        for offset in 0..=text.len() + 2 {
+            let counted = text
+                .get(..offset.min(text.len()))
+                .map_or(1, |s| s.matches('\n').count() + 1);
+            assert_eq!(index.line_of(offset), counted, "offset {offset}");
+        }
+        assert_eq!(LineIndex::new("").line_of(0), 1);
     }
 }
