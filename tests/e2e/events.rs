@@ -280,3 +280,47 @@ fn resighted_event_ids_stay_duplicates_across_a_restart() {
         50
     );
 }
+
+/// Issue 11, item 8: a null value (a Kafka tombstone) and an empty value are
+/// both refused as `empty_batch`, and each is dead-lettered as it came: the
+/// tombstone's dead letter has a null value, the empty one's an empty value.
+#[test]
+fn a_tombstone_is_dead_lettered_as_a_tombstone() {
+    let w = empty_workload();
+    let now = now_ms();
+    let events = (0..100u32)
+        .map(|n| event(now - 60_000 + i64::from(n) * 100, n, ""))
+        .collect();
+    let record = |payload: Option<Vec<u8>>| PlainRecord {
+        partition: 0,
+        timestamp_ms: now,
+        key: Some(b"k".to_vec()),
+        payload,
+        headers: Vec::new(),
+    };
+    let records = [
+        record(None),
+        record(Some(Vec::new())),
+        record(Some(batch(events))),
+    ];
+    let at = produce_plain(
+        broker().bootstrap(),
+        &w.topics.input,
+        Compression::None,
+        &records,
+    );
+    let (_, dlq) = run_until(&w, 1, 2);
+    assert_eq!(dlq.len(), 2, "{dlq:?}");
+    let by_offset = |offset: i64| {
+        dlq.iter()
+            .find(|d| d.rampart.source_offset == Some(offset))
+            .unwrap_or_else(|| panic!("no dead letter of offset {offset}: {dlq:?}"))
+    };
+    let tombstone = by_offset(at[0].1);
+    assert_eq!(tombstone.rampart.reason.as_deref(), Some("empty_batch"));
+    assert_eq!(tombstone.payload, None, "a tombstone stays a tombstone");
+    assert_eq!(tombstone.key.as_deref(), Some(&b"k"[..]));
+    let empty = by_offset(at[1].1);
+    assert_eq!(empty.rampart.reason.as_deref(), Some("empty_batch"));
+    assert_eq!(empty.payload.as_deref(), Some(&[][..]));
+}

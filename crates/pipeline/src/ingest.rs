@@ -147,8 +147,11 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
         let sent_from = out.len();
         self.flush_batches(out);
         let sent = out.get(sent_from..).unwrap_or_default();
-        self.metrics
-            .sent(sent.iter().map(|r| r.payload.len()).sum());
+        self.metrics.sent(
+            sent.iter()
+                .map(|r| r.payload.as_ref().map_or(0, Vec::len))
+                .sum(),
+        );
     }
 
     fn broadcast(&mut self, marker: WindowClosed) {
@@ -195,7 +198,7 @@ fn partials_record(topic: &Arc<str>, partition: usize, batch: &PartialBatch) -> 
         topic: topic.clone(),
         partition: Some(partition as i32),
         key: None,
-        payload: batch.encode_to_vec(),
+        payload: Some(batch.encode_to_vec()),
         headers: None,
     }
 }

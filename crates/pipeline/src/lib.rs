@@ -84,12 +84,30 @@ pub struct RunCounters {
     pub merge: Option<Arc<StageCounters>>,
 }
 
-fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, RunError> {
+/// The consumer of one stage thread: a static member of `group` named
+/// `member` (see [`group_member`]).
+fn consumer_config(
+    settings: &Settings,
+    group: &str,
+    member: &str,
+) -> Result<ClientConfig, RunError> {
     let mut c = rampart_kafka::consumer_config(
         &settings.raw.kafka.brokers,
         group,
         &settings.raw.kafka.client,
     )?;
+    if let Some(value) = settings.raw.kafka.client.get("group.instance.id") {
+        return Err(RunError::Other(format!(
+            "kafka.client group.instance.id = {value:?}: rampart gives every stage thread its \
+             own static member id, derived from --instance; remove it"
+        )));
+    }
+    // Static membership: a restarted instance rejoins under the same member
+    // id and takes its partitions back at once, instead of waiting for the
+    // group to time its predecessor out (session.timeout.ms). A clean stop
+    // still leaves the group (Stage::run unsubscribes before closing, and
+    // librdkafka sends LeaveGroup on unsubscribe, only not on close).
+    c.set("group.instance.id", member);
     // A stage always says where a partition starts (committed, replay offset or
     // the beginning); an offset that no longer exists (retention) must surface
     // as an error (see consumer_error), never as a silent jump.
@@ -103,7 +121,9 @@ fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, Run
     // End-of-partition events tell the ingest stage which partitions are idle
     // (caught up), as opposed to merely slow.
     c.set("enable.partition.eof", "true");
-    // A stalled member is noticed within seconds, so partitions move on quickly.
+    // A stalled member is noticed within seconds, so partitions move on
+    // quickly. A member that does not come back (a static one that crashed
+    // and was not restarted) holds its partitions this long.
     if !settings.raw.kafka.client.contains_key("session.timeout.ms") {
         c.set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
@@ -118,6 +138,38 @@ fn consumer_config(settings: &Settings, group: &str) -> Result<ClientConfig, Run
         c.set("statistics.interval.ms", "1000");
     }
     Ok(c)
+}
+
+/// The static group member id (`group.instance.id`) of stage thread
+/// `thread` of `stage` in instance `instance`: stable across restarts of the
+/// instance, distinct between threads and instances.
+fn group_member(instance: &str, stage: &str, thread: usize) -> String {
+    format!("{instance}-{stage}-{thread}")
+}
+
+/// Checks that `instance` can name Kafka group members and transactions:
+/// Kafka accepts only ASCII letters, digits, `.`, `_` and `-` in a
+/// `group.instance.id`, at most 249 of them (the stage suffix included).
+pub fn check_instance(instance: &str) -> Result<(), String> {
+    const MAX: usize = 249 - "-ingest-9999".len();
+    if instance.is_empty() {
+        return Err("the instance name is empty".into());
+    }
+    if instance.len() > MAX {
+        return Err(format!(
+            "instance name {instance:?} is longer than {MAX} characters"
+        ));
+    }
+    if let Some(c) = instance
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "instance name {instance:?} contains {c:?}: only ASCII letters, digits, '.', '_' \
+             and '-' (it names Kafka group members)"
+        ));
+    }
+    Ok(())
 }
 
 fn producer_config(
@@ -154,7 +206,11 @@ pub fn client_configs(
         (
             "ingest consumer",
             Consumer,
-            consumer_config(settings, &k.ingest_group)?,
+            consumer_config(
+                settings,
+                &k.ingest_group,
+                &group_member("check", "ingest", 0),
+            )?,
         ),
         (
             "ingest producer",
@@ -164,7 +220,7 @@ pub fn client_configs(
         (
             "merge consumer",
             Consumer,
-            consumer_config(settings, &k.merge_group)?,
+            consumer_config(settings, &k.merge_group, &group_member("check", "merge", 0))?,
         ),
         (
             "merge producer",
@@ -205,9 +261,10 @@ fn partition_count(
 
 /// Starts the stages of `role` and runs them until `shutdown` is set. Each
 /// stage checkpoints and leaves its group before this returns.
-/// `instance` names this process in transactional ids; two live processes
-/// must not share one (a restarted process should reuse its own, so it fences
-/// its predecessor at once).
+/// `instance` names this process in transactional ids and static group
+/// member ids; two live processes must not share one (a restarted process
+/// should reuse its own, so it fences its predecessor and takes its
+/// partitions back at once).
 pub fn run(
     settings: &Settings,
     role: Role,
@@ -216,6 +273,7 @@ pub fn run(
     counters_out: Option<&std::sync::Mutex<RunCounters>>,
 ) -> Result<(), RunError> {
     let cfg = &settings.raw;
+    check_instance(instance).map_err(RunError::Other)?;
     health::clear_failure();
     let admin = admin(settings)?;
     if cfg.topics.create {
@@ -275,7 +333,11 @@ pub fn run(
                 StageSettings {
                     name: "ingest",
                     input_topic: cfg.topics.input.clone(),
-                    consumer: consumer_config(settings, &cfg.kafka.ingest_group)?,
+                    consumer: consumer_config(
+                        settings,
+                        &cfg.kafka.ingest_group,
+                        &group_member(instance, "ingest", i),
+                    )?,
                     producer: producer_config(settings, &format!("ingest-{i}"), instance)?,
                     guarantee: cfg.processing.guarantee,
                     checkpoint_interval: interval,
@@ -302,7 +364,11 @@ pub fn run(
             StageSettings {
                 name: "merge",
                 input_topic: cfg.topics.partials.clone(),
-                consumer: consumer_config(settings, &cfg.kafka.merge_group)?,
+                consumer: consumer_config(
+                    settings,
+                    &cfg.kafka.merge_group,
+                    &group_member(instance, "merge", 0),
+                )?,
                 producer: producer_config(settings, "merge", instance)?,
                 guarantee: cfg.processing.guarantee,
                 checkpoint_interval: interval,

@@ -134,7 +134,7 @@ impl Handler for MergeHandler {
                 topic: self.wiring.rollups_topic.clone(),
                 partition: None,
                 key: Some(rollup_key(r).into_bytes()),
-                payload: r.encode_to_vec(),
+                payload: Some(r.encode_to_vec()),
                 headers: None,
             });
         }
@@ -142,7 +142,7 @@ impl Handler for MergeHandler {
             .get(sent_from..)
             .unwrap_or_default()
             .iter()
-            .map(|o| o.payload.len())
+            .map(|o| o.payload.as_ref().map_or(0, Vec::len))
             .sum();
         // The message that made these windows final carries the last close marker.
         let closable_at = (!replaying).then(|| msg.timestamp().to_millis()).flatten();

@@ -18,7 +18,8 @@ pub struct OutRecord {
     /// Explicit partition, or `None` to let the key decide (murmur2, as Java does).
     pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// `None`: a null value (a dead letter of a tombstone stays one).
+    pub payload: Option<Vec<u8>>,
     pub headers: Option<OwnedHeaders>,
 }
 
@@ -35,7 +36,7 @@ pub(crate) fn dead_letter(
         topic: topic.clone(),
         partition: None,
         key: rec.key,
-        payload: rec.payload.unwrap_or_default(),
+        payload: rec.payload,
         headers: Some(rec.headers),
     }
 }
@@ -63,7 +64,7 @@ pub(crate) fn events_dead_letter(
         topic: topic.clone(),
         partition: None,
         key: rec.key,
-        payload: rec.payload.unwrap_or_default(),
+        payload: rec.payload,
         headers: Some(rec.headers),
     }
 }

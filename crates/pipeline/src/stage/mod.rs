@@ -169,8 +169,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<H: Handler> Inner<H> {
     fn send(&mut self, records: &mut Vec<OutRecord>) {
         for r in records.drain(..) {
-            let mut rec: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&r.topic).payload(&r.payload[..]);
+            let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic);
+            if let Some(p) = &r.payload {
+                rec = rec.payload(&p[..]);
+            }
             if let Some(k) = &r.key {
                 rec = rec.key(&k[..]);
             }
