@@ -14,7 +14,8 @@
 //!
 //! `RAMPART_RECOVERY_SETTINGS=0,2` runs only those settings (indices into
 //! the list below; all by default), `RAMPART_RECOVERY_STOPS=kill` or `term`
-//! only that way of stopping (both by default).
+//! only that way of stopping (both by default); `RAMPART_RECOVERY_LOGS=1`
+//! prints the tails of the instances' logs after each run.
 //!
 //! ```text
 //! scripts/kafka start /tmp/k
@@ -204,6 +205,9 @@ fn main() {
                 |d| format!("{:.2} s", d.as_secs_f64())
             )
         );
+        if std::env::var_os("RAMPART_RECOVERY_LOGS").is_some() {
+            println!("{}", fleet.log_tails(40));
+        }
         fleet.shutdown();
         input.join().unwrap();
     }

@@ -16,9 +16,11 @@ pub struct RunArgs {
     /// Which stages to run: both (default), or one of them to scale them apart.
     #[arg(long, value_enum, default_value_t = RoleArg::Both)]
     pub role: RoleArg,
-    /// Stable name of this instance, part of its transactional ids. Give each
-    /// process its own and keep it across restarts (a restarted instance then
-    /// fences its predecessor at once). Default: host name and process id.
+    /// Stable name of this instance, part of its transactional ids and static
+    /// group member ids. Give each process its own and keep it across
+    /// restarts (a restarted instance then fences its predecessor and takes
+    /// its partitions back at once). Default: the host name (a StatefulSet
+    /// pod's name); processes sharing a host need their own.
     #[arg(long, env = "RAMPART_INSTANCE")]
     pub instance: Option<String>,
     /// Start partitions whose checkpoint is refused from their committed
@@ -45,10 +47,11 @@ pub enum RoleArg {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut settings = args.client.load(args.config.as_deref())?;
     settings.reset_state = args.reset_state;
-    let instance = args.instance.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
+    let instance = match args.instance {
+        Some(name) => name,
+        None => default_instance(host_name().as_deref())?,
+    };
+    rampart_pipeline::check_instance(&instance).map_err(|e| anyhow::anyhow!("--instance: {e}"))?;
     let role = match args.role {
         RoleArg::Both => Role::Both,
         RoleArg::Ingest => Role::Ingest,
@@ -78,6 +81,27 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .map_err(|e| explain_denial(e.into(), &settings, role, &instance))?;
     info!("rampart stopped cleanly");
     Ok(())
+}
+
+/// The host name: the kernel's, else `$HOSTNAME`.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+}
+
+/// The instance name without `--instance`: the host name, the same after a
+/// restart (unlike one with the process id), so a restarted process fences
+/// its predecessor's transactions and rejoins its group as the same static
+/// member. Without a host name there is nothing stable to take: refused.
+fn default_instance(host: Option<&str>) -> anyhow::Result<String> {
+    match host.map(str::trim) {
+        Some(host) if !host.is_empty() => Ok(host.to_owned()),
+        _ => anyhow::bail!(
+            "no host name to name this instance by: give --instance (or RAMPART_INSTANCE), \
+             the same on every restart of this process and different from every other one"
+        ),
+    }
 }
 
 /// Says which ACL is missing when Kafka's authorizer refused an operation: the principal needs
@@ -127,4 +151,24 @@ fn explain_denial(
     error.context(format!(
         "not authorized: Kafka's ACLs deny this principal {what}"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_instance_is_the_host_name_and_survives_a_restart() {
+        let first = default_instance(Some("rampart-2\n")).ok();
+        assert_eq!(first.as_deref(), Some("rampart-2"));
+        // A restart (another process id) derives the same name.
+        assert_eq!(default_instance(Some("rampart-2\n")).ok(), first);
+        for missing in [None, Some(""), Some(" \n")] {
+            let err = default_instance(missing).map_err(|e| e.to_string());
+            assert!(
+                err.as_ref().is_err_and(|e| e.contains("--instance")),
+                "{err:?}"
+            );
+        }
+    }
 }

@@ -490,3 +490,53 @@ fn ensure_topics(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_names_must_be_kafka_member_ids() {
+        for good in ["r", "rampart-0", "pod.ns_1-a", &"x".repeat(237)] {
+            assert_eq!(check_instance(good), Ok(()), "{good}");
+        }
+        for bad in ["", "a b", "a/b", "é", &"x".repeat(238)] {
+            assert!(check_instance(bad).is_err(), "{bad:?} accepted");
+        }
+        // The longest accepted name still makes a member id Kafka takes.
+        assert!(group_member(&"x".repeat(237), "ingest", 9999).len() <= 249);
+        assert_ne!(
+            group_member("a", "ingest", 0),
+            group_member("a", "ingest", 1)
+        );
+        assert_ne!(
+            group_member("a", "ingest", 0),
+            group_member("a", "merge", 0)
+        );
+    }
+
+    #[test]
+    fn a_user_group_instance_id_is_refused_for_every_consumer() {
+        let mut settings = crate::config::load(None, []).unwrap_or_else(|e| panic!("{e}"));
+        settings
+            .raw
+            .kafka
+            .client
+            .insert("group.instance.id", "shared");
+        let err = client_configs(&settings)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("group.instance.id"), "{err}");
+        let c = consumer_config(
+            &crate::config::load(None, []).unwrap_or_else(|e| panic!("{e}")),
+            "g",
+            "inst-ingest-1",
+        )
+        .map_err(|e| e.to_string());
+        assert_eq!(
+            c.as_ref().ok().and_then(|c| c.get("group.instance.id")),
+            Some("inst-ingest-1")
+        );
+    }
+}

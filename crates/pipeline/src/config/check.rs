@@ -75,6 +75,37 @@ fn parse_field(name: &str) -> Option<Field> {
     })
 }
 
+/// Under exactly-once a transaction stays open for one checkpoint interval
+/// plus its commit; the broker aborts one older than the producer's
+/// `transaction.timeout.ms`, which fences the stage. The interval must be at
+/// most half the timeout, so a slow commit still lands in time.
+fn checkpoint_outlives_transaction(cfg: &Config, checkpoint_ms: i64) -> Option<String> {
+    if cfg.processing.guarantee != super::Guarantee::ExactlyOnce {
+        return None;
+    }
+    const KEY: &str = "transaction.timeout.ms";
+    let default = rampart_kafka::config::TRANSACTIONAL_DEFAULTS
+        .iter()
+        .find(|(k, _)| *k == KEY)
+        .map_or("60000", |(_, v)| *v);
+    let given = cfg.kafka.client.get(KEY);
+    // An unreadable value is librdkafka's to refuse (check-config says so).
+    let timeout_ms: i64 = given.unwrap_or(default).trim().parse().ok()?;
+    (checkpoint_ms.saturating_mul(2) > timeout_ms).then(|| {
+        let from = if given.is_some() {
+            "kafka.client"
+        } else {
+            "rampart's default"
+        };
+        format!(
+            "{} ms is more than half of {KEY} ({timeout_ms} ms, {from}): a transaction stays \
+             open one checkpoint interval plus its commit, and the broker aborts one older than \
+             {KEY}, which fences the stage; shorten the interval or raise {KEY}",
+            checkpoint_ms
+        )
+    })
+}
+
 /// Semantic checks that need more than types; every problem is collected.
 pub(super) fn check(
     mut cfg: Config,
@@ -122,6 +153,9 @@ pub(super) fn check(
             message,
         })
     };
+    if let Some(message) = checkpoint_outlives_transaction(&cfg, checkpoint) {
+        issue("processing.checkpoint_interval", message);
+    }
     let budget = match parse_bytes(&cfg.dedup.budget) {
         Ok(b) => b,
         Err(e) => {

@@ -289,6 +289,33 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_interval_must_stay_within_half_the_transaction_timeout() {
+        // Rampart's default timeout is 60 s: 30 s passes, 31 s does not.
+        let f = write("[processing]\ncheckpoint_interval = \"30s\"\n");
+        assert!(load(Some(f.path()), []).is_ok());
+        let f = write("[processing]\ncheckpoint_interval = \"31s\"\n");
+        let err = load(Some(f.path()), []).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        let issue = &err.issues[0];
+        assert_eq!(issue.key, "processing.checkpoint_interval");
+        assert_eq!(issue.source, f.path().display().to_string());
+        assert!(issue.message.contains("60000 ms"), "{err}");
+        // A timeout given in kafka.client is the one compared.
+        let f = write(
+            "[processing]\ncheckpoint_interval = \"5s\"\n[kafka.client]\n\"transaction.timeout.ms\" = \"9000\"\n",
+        );
+        let err = load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(
+            err.contains("processing.checkpoint_interval") && err.contains("9000 ms, kafka.client"),
+            "{err}"
+        );
+        // At-least-once opens no transaction.
+        let f =
+            write("[processing]\ncheckpoint_interval = \"5m\"\nguarantee = \"at-least-once\"\n");
+        assert!(load(Some(f.path()), []).is_ok());
+    }
+
+    #[test]
     fn env_errors_name_the_variable() {
         let env = [("RAMPART_WINDOW__SIZE".to_string(), "soon".to_string())];
         let err = load(None, env).unwrap_err();
