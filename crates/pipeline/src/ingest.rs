@@ -251,10 +251,12 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         let partition = msg.partition();
         let offset = msg.offset();
         let Some(part) = self.partitions.get_mut(&partition) else {
-            warn!(
-                partition,
-                offset, "message for a partition that is not assigned; ignored"
-            );
+            if let Some(suppressed) = crate::log_budget::UNASSIGNED_MESSAGE.admit() {
+                warn!(
+                    partition,
+                    offset, suppressed, "message for a partition that is not assigned; ignored"
+                );
+            }
             return Ok(());
         };
         let replaying = part.note(offset);

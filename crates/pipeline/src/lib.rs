@@ -5,7 +5,8 @@
 //!   stages write: [`records::OutRecord`], dead letters, rollup keys,
 //!   dimension names), `checkpoint` (per-partition replay state, the commit
 //!   metadata codec and its byte budget, the policy for unreadable metadata),
-//!   `observer` (the typed events a stage reports), `health` (readiness);
+//!   `observer` (the typed events a stage reports), `health` (readiness),
+//!   `log_budget` (rate limits of warnings that can repeat per message);
 //! - `stage`: the runtime (consume → `Handler::process` → produce →
 //!   checkpoint, rebalances, aborts), which knows the `Handler` trait and the
 //!   `StageObserver` trait and nothing above them;
@@ -27,6 +28,7 @@ mod consumer_error;
 mod health;
 pub mod http;
 mod ingest;
+mod log_budget;
 mod merge;
 mod observer;
 pub mod records;

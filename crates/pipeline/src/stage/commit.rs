@@ -32,7 +32,9 @@ pub(super) struct DeliveryCtx {
 
 impl ClientContext for DeliveryCtx {
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(error = %error, reason, "kafka producer error");
+        if let Some(suppressed) = crate::log_budget::CLIENT_ERROR.admit() {
+            warn!(error = %error, reason, suppressed, "kafka producer error");
+        }
         if rampart_kafka::denied(&error).is_some() {
             lock(&self.denied).get_or_insert(error);
         }
@@ -43,7 +45,9 @@ impl ProducerContext for DeliveryCtx {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
-            warn!(error = %e, "delivery failed");
+            if let Some(suppressed) = crate::log_budget::DELIVERY_FAILED.admit() {
+                warn!(error = %e, suppressed, "delivery failed");
+            }
             self.observer.observe(StageEvent::DeliveryFailed);
             self.failed_since_checkpoint.fetch_add(1, Ordering::Relaxed);
         }

@@ -62,6 +62,7 @@ use tracing::{info, warn};
 use crate::checkpoint::{CheckpointError, PartitionCheckpoint};
 use crate::config::Guarantee;
 use crate::consumer_error::{self, ConsumerErrorClass};
+use crate::log_budget;
 use crate::observer::{StageEvent, StageObserver};
 use crate::records::OutRecord;
 
@@ -191,7 +192,9 @@ impl<H: Handler> Inner<H> {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                     Err((e, _)) => {
-                        warn!(error = %e, topic = %r.topic, "produce failed; rewinding");
+                        if let Some(suppressed) = log_budget::PRODUCE_FAILED.admit() {
+                            warn!(error = %e, topic = %r.topic, suppressed, "produce failed; rewinding");
+                        }
                         if !self.needs_rewind && self.fatal.is_none() {
                             self.fatal = self.denied_transaction(&e).map(StageError::Denied);
                         }
@@ -323,7 +326,9 @@ impl<H: Handler> Stage<H> {
                         inner.handler.at_end(p, &mut start_offset);
                     }
                     ConsumerErrorClass::Retried => {
-                        warn!(stage = name, error = %e, "consumer error; librdkafka retries");
+                        if let Some(suppressed) = log_budget::CONSUMER_RETRIED.admit() {
+                            warn!(stage = name, error = %e, suppressed, "consumer error; librdkafka retries");
+                        }
                         inner.observer.observe(StageEvent::ConsumerErrorRetried);
                     }
                     ConsumerErrorClass::RecordsSkipped => {

@@ -33,8 +33,8 @@ impl<H: Handler> ClientContext for StageCtx<H> {
         // End-of-partition events are signals (see `Handler::at_end`), not errors.
         let eof = matches!(error, KafkaError::PartitionEOF(_))
             || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
-        if !eof {
-            warn!(error = %error, reason, "kafka client error");
+        if !eof && let Some(suppressed) = crate::log_budget::CLIENT_ERROR.admit() {
+            warn!(error = %error, reason, suppressed, "kafka client error");
         }
     }
 }

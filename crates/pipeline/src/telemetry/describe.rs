@@ -10,6 +10,11 @@ use super::WINDOW_CLOSE_LATENCY;
 /// HELP texts of every metric rampart exports.
 pub(crate) fn describe_all() {
     describe_counter!(
+        "rampart_log_lines_suppressed_total",
+        Unit::Count,
+        "Warning lines not logged because their site (site: delivery_failed, produce_failed, client_error, consumer_retried, unassigned_message) had logged 10 in the last 60 s; the next line logged says how many it held back (suppressed=N)."
+    );
+    describe_counter!(
         "rampart_http_connections_dropped_total",
         Unit::Count,
         "Connections the metrics/health server closed early, by reason: evicted (all 64 slots taken; the oldest connection that had not sent its request gave its slot up), busy (all slots writing; answered 503), head_timeout (no request within 3 s; 408), write_timeout (response not taken within 10 s)."

@@ -118,6 +118,10 @@ pub(crate) fn refresh() {
         gauge!("rampart_process_resident_memory_bytes").set(rss as f64);
     }
     stage::refresh_stages();
+    for site in crate::log_budget::all() {
+        counter!("rampart_log_lines_suppressed_total", "site" => site.site())
+            .absolute(site.suppressed_total());
+    }
 }
 
 /// Resident set size from `/proc/self/statm` (pages × page size), Linux only.
