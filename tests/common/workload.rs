@@ -206,6 +206,9 @@ listen = ""
 
 [processing]
 checkpoint_interval = "{ckpt}"
+# Tests run at once and some leave --instance to its default (the host
+# name): a prefix of the workload's own keeps their transactional ids apart.
+transactional_id_prefix = "rampart-{input}"
 {extra}
 "#,
         bootstrap = broker.bootstrap(),

@@ -19,6 +19,7 @@ mod failures;
 mod finality;
 mod fixtures;
 mod loadgen;
+mod membership;
 mod run;
 mod secured;
 mod terminal;

@@ -324,6 +324,7 @@ pub fn run(
         // counters and one telemetry.
         let shared = Arc::new(StageCounters::default());
         let telemetry = Arc::new(StageTelemetry::new("ingest", &cfg.topics.input));
+        let mut ingest_stages = Vec::with_capacity(n);
         for i in 0..n {
             let handler = IngestHandler::new(
                 settings.ingest.clone(),
@@ -349,9 +350,14 @@ pub fn run(
                 shared.clone(),
                 telemetry.clone(),
             )?;
-            threads.push(spawn_stage(format!("ingest-{i}"), stage, shutdown.clone()));
+            ingest_stages.push(stage);
         }
         counters.ingest = Some(shared);
+        // Every ingest stage is built (its transactions initialised) before
+        // any joins the group: see `Stage::run`.
+        for (i, stage) in ingest_stages.into_iter().enumerate() {
+            threads.push(spawn_stage(format!("ingest-{i}"), stage, shutdown.clone()));
+        }
     }
     if matches!(role, Role::Both | Role::Merge) {
         let wiring = MergeWiring {

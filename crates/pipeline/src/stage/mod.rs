@@ -270,9 +270,6 @@ impl<H: Handler> Stage<H> {
                 observer: observer.clone(),
             })
             .map_err(StageError::Setup)?;
-        consumer
-            .subscribe(&[settings.input_topic.as_str()])
-            .map_err(StageError::Setup)?;
         observer.observe(StageEvent::Started);
         Ok(Stage {
             consumer,
@@ -281,9 +278,19 @@ impl<H: Handler> Stage<H> {
         })
     }
 
-    /// Runs until `shutdown` is set; then checkpoints, leaves the group and returns.
+    /// Joins the group and runs until `shutdown` is set; then checkpoints,
+    /// leaves the group and returns. The group is joined here, not in
+    /// [`Stage::new`]: `run` builds every stage (the slow part, each
+    /// producer's `init_transactions`) before starting any, so the threads
+    /// of one role join together and get their partitions in one rebalance
+    /// (one joining alone would take every partition, start replaying them,
+    /// and hand half back a moment later).
     pub(crate) fn run(self, shutdown: &AtomicBool) -> Result<(), StageError> {
         let name = lock(&self.inner).settings.name;
+        let topic = lock(&self.inner).settings.input_topic.clone();
+        self.consumer
+            .subscribe(&[topic.as_str()])
+            .map_err(StageError::Setup)?;
         let interval = lock(&self.inner).settings.checkpoint_interval;
         let mut next_checkpoint = Instant::now() + interval;
         let mut next_tick = Instant::now();

@@ -1,0 +1,89 @@
+//! Static group membership (issue 14, recovery): a process restarted after a
+//! SIGKILL under the same `--instance` takes its partitions back at once,
+//! not after the group timed its predecessor out (`session.timeout.ms`,
+//! 10 s); a clean stop leaves the group, so no member of it is left behind.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::common::*;
+
+/// Members the broker lists in `group` now.
+fn members(bootstrap: &str, group: &str) -> Vec<String> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .unwrap();
+    list.groups()
+        .iter()
+        .flat_map(|g| g.members().iter().map(|m| m.client_id().to_owned()))
+        .collect()
+}
+
+/// Time from now until `fleet`'s instance `name` logs an ingest assignment
+/// holding partitions, or `None` after `limit`.
+fn until_ingest_assigned(fleet: &Fleet, name: &str, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let log = fleet.live[name].log.clone();
+    while started.elapsed() < limit {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.lines().any(|l| {
+            l.contains("partitions assigned") && l.contains("\"ingest\"") && !l.ends_with("[]")
+        }) {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn a_killed_instance_restarted_takes_its_partitions_back_at_once_and_a_clean_stop_leaves() {
+    let _machine = machine_shared();
+    let w = workload(
+        broker(),
+        &Spec {
+            events: 20_000,
+            partitions: 2,
+            ..Spec::default()
+        },
+    );
+    let input = produce_paced(&w, Duration::from_secs(20));
+    let mut fleet = Fleet::new(&w);
+    fleet.start("s");
+    let first = until_ingest_assigned(&fleet, "s", Duration::from_secs(60));
+    assert!(first.is_some(), "{}", fleet.log_tails(30));
+    std::thread::sleep(Duration::from_secs(2));
+
+    fleet.kill9("s");
+    fleet.start("s");
+    // A dynamic member would wait out the dead one's 10 s session timeout.
+    let back = until_ingest_assigned(&fleet, "s", Duration::from_secs(30));
+    assert!(
+        back.is_some_and(|d| d < Duration::from_secs(6)),
+        "partitions back after {back:?} (the session timeout is 10 s):\n{}",
+        fleet.log_tails(30)
+    );
+    assert!(
+        !members(&w.bootstrap, &w.topics.ingest_group).is_empty(),
+        "the restarted instance is a member"
+    );
+
+    let status = fleet.terminate("s");
+    assert!(status.success(), "{status}");
+    // A static member that did not leave would stay listed for 10 s.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut left = members(&w.bootstrap, &w.topics.ingest_group);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        left = members(&w.bootstrap, &w.topics.ingest_group);
+    }
+    assert!(left.is_empty(), "members left behind: {left:?}");
+    assert!(members(&w.bootstrap, &w.topics.merge_group).is_empty());
+    input.join().unwrap();
+}
