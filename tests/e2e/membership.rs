@@ -25,16 +25,18 @@ fn members(bootstrap: &str, group: &str) -> Vec<String> {
         .collect()
 }
 
-/// Time from now until `fleet`'s instance `name` logs an ingest assignment
-/// holding partitions, or `None` after `limit`.
-fn until_ingest_assigned(fleet: &Fleet, name: &str, limit: Duration) -> Option<Duration> {
+/// Time from now until `fleet`'s instance `name` logs an assignment of
+/// partitions to its stage `stage`, or `None` after `limit`.
+fn until_assigned(fleet: &Fleet, name: &str, stage: &str, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     let log = fleet.live[name].log.clone();
+    let stage = format!("stage=\"{stage}\"");
     while started.elapsed() < limit {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.lines().any(|l| {
-            l.contains("partitions assigned") && l.contains("\"ingest\"") && !l.ends_with("[]")
-        }) {
+        if text
+            .lines()
+            .any(|l| l.contains("partitions assigned") && l.contains(&stage) && !l.ends_with("[]"))
+        {
             return Some(started.elapsed());
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -56,14 +58,14 @@ fn a_killed_instance_restarted_takes_its_partitions_back_at_once_and_a_clean_sto
     let input = produce_paced(&w, Duration::from_secs(20));
     let mut fleet = Fleet::new(&w);
     fleet.start("s");
-    let first = until_ingest_assigned(&fleet, "s", Duration::from_secs(60));
+    let first = until_assigned(&fleet, "s", "ingest", Duration::from_secs(60));
     assert!(first.is_some(), "{}", fleet.log_tails(30));
     std::thread::sleep(Duration::from_secs(2));
 
     fleet.kill9("s");
     fleet.start("s");
     // A dynamic member would wait out the dead one's 10 s session timeout.
-    let back = until_ingest_assigned(&fleet, "s", Duration::from_secs(30));
+    let back = until_assigned(&fleet, "s", "ingest", Duration::from_secs(30));
     assert!(
         back.is_some_and(|d| d < Duration::from_secs(6)),
         "partitions back after {back:?} (the session timeout is 10 s):\n{}",
@@ -74,6 +76,9 @@ fn a_killed_instance_restarted_takes_its_partitions_back_at_once_and_a_clean_sto
         "the restarted instance is a member"
     );
 
+    // Both stages of the new process are members before it stops.
+    let merge = until_assigned(&fleet, "s", "merge", Duration::from_secs(30));
+    assert!(merge.is_some(), "{}", fleet.log_tails(30));
     let status = fleet.terminate("s");
     assert!(status.success(), "{status}");
     // A static member that did not leave would stay listed for 10 s.

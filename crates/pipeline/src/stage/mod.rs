@@ -132,6 +132,10 @@ pub(crate) struct StageSettings {
     pub watched_topics: Vec<(String, u32)>,
 }
 
+/// Time a stopping stage gives librdkafka, after its partitions were
+/// revoked, to send the group its LeaveGroup before the consumer closes.
+const LEAVE_GRACE: Duration = Duration::from_millis(100);
+
 /// How often a running stage compares its topics' partition counts with
 /// those it was built with.
 const TOPOLOGY_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -395,12 +399,21 @@ impl<H: Handler> Stage<H> {
         while Instant::now() < deadline && self.counters.assigned.load(Ordering::Relaxed) > 0 {
             let _ = self.consumer.poll(Duration::from_millis(50));
         }
-        let inner = lock(&self.inner);
-        if inner.settings.guarantee == Guarantee::ExactlyOnce {
-            // Nothing is pending after the last checkpoint; end the empty transaction.
-            let _ = inner.producer.abort_transaction(Duration::from_secs(10));
-        } else {
-            let _ = inner.producer.flush(Duration::from_secs(30));
+        let revoked = Instant::now();
+        {
+            let inner = lock(&self.inner);
+            if inner.settings.guarantee == Guarantee::ExactlyOnce {
+                // Nothing is pending after the last checkpoint; end the empty transaction.
+                let _ = inner.producer.abort_transaction(Duration::from_secs(10));
+            } else {
+                let _ = inner.producer.flush(Duration::from_secs(30));
+            }
+        }
+        // librdkafka sends the LeaveGroup once the unassignment has completed
+        // in its own threads; a static member closed before that never
+        // leaves, and its partitions would wait out session.timeout.ms.
+        while revoked.elapsed() < LEAVE_GRACE {
+            let _ = self.consumer.poll(Duration::from_millis(10));
         }
         info!(stage = name, "stage stopped");
         Ok(())
