@@ -500,6 +500,7 @@ fn ensure_topics(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
