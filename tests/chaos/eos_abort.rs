@@ -65,10 +65,11 @@ fn killed_transaction_output_is_never_read_committed() {
         .instance_args
         .insert("mrg".into(), vec!["--role".into(), "merge".into()]);
     // Long enough that nothing commits before the kill, well below the 60 s
-    // transaction.timeout.ms after which the broker would abort on its own.
+    // transaction.timeout.ms after which the broker would abort on its own
+    // (rampart refuses an interval over half of it).
     let long = (
         "RAMPART_PROCESSING__CHECKPOINT_INTERVAL".to_string(),
-        "40s".to_string(),
+        "30s".to_string(),
     );
     let short = (
         "RAMPART_PROCESSING__CHECKPOINT_INTERVAL".to_string(),

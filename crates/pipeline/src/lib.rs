@@ -324,7 +324,7 @@ pub fn run(
         // counters and one telemetry.
         let shared = Arc::new(StageCounters::default());
         let telemetry = Arc::new(StageTelemetry::new("ingest", &cfg.topics.input));
-        let mut ingest_stages = Vec::with_capacity(n);
+        let mut parts = Vec::with_capacity(n);
         for i in 0..n {
             let handler = IngestHandler::new(
                 settings.ingest.clone(),
@@ -332,7 +332,7 @@ pub fn run(
                 enricher.clone(),
                 IngestMetrics::new(),
             );
-            let stage = Stage::new(
+            parts.push((
                 StageSettings {
                     name: "ingest",
                     input_topic: cfg.topics.input.clone(),
@@ -347,11 +347,9 @@ pub fn run(
                     watched_topics: watched_topics.clone(),
                 },
                 handler,
-                shared.clone(),
-                telemetry.clone(),
-            )?;
-            ingest_stages.push(stage);
+            ));
         }
+        let ingest_stages = build_stages(parts, &shared, &telemetry)?;
         counters.ingest = Some(shared);
         // Every ingest stage is built (its transactions initialised) before
         // any joins the group: see `Stage::run`.
@@ -409,6 +407,31 @@ pub fn run(
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+/// Builds the stages of one role at once, each on its own thread: a
+/// restart waits for one `init_transactions` round trip, not one per thread.
+fn build_stages<H: stage::Handler>(
+    parts: Vec<(StageSettings, H)>,
+    counters: &Arc<StageCounters>,
+    telemetry: &Arc<StageTelemetry>,
+) -> Result<Vec<Stage<H>>, RunError> {
+    std::thread::scope(|scope| {
+        let builds: Vec<_> = parts
+            .into_iter()
+            .map(|(settings, handler)| {
+                let (counters, telemetry) = (counters.clone(), telemetry.clone());
+                scope.spawn(move || Stage::new(settings, handler, counters, telemetry))
+            })
+            .collect();
+        builds
+            .into_iter()
+            .map(|b| match b.join() {
+                Ok(built) => built.map_err(RunError::from),
+                Err(_) => Err(RunError::Panicked),
+            })
+            .collect()
+    })
 }
 
 /// Runs `stage` on its own thread. The first stage thread that ends with an
