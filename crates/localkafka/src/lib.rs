@@ -16,27 +16,33 @@
 //! `unsafe` and, unlike `PR_SET_PDEATHSIG`, does not fire when the thread that spawned the
 //! broker ends.
 //!
+//! [`LocalCluster::start`] runs several such nodes (combined KRaft controller+broker each, one
+//! watchdog each) as one cluster with replicated internal topics, for failover tests; any node
+//! can be stopped, killed and restarted alone.
+//!
 //! This crate knows nothing about rampart's own crates or topics; it only runs Kafka.
 
+mod cluster;
 mod watchdog;
+
+pub use cluster::LocalCluster;
 
 pub use watchdog::wait_ready;
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 
 use crate::watchdog::Watchdog;
 
 /// How long a graceful [`LocalKafka::stop`] may take before the broker is killed.
-const STOP_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// How long a started broker may take to answer its first metadata request.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Errors from starting, stopping or administering a local broker.
 #[derive(Debug, thiserror::Error)]
@@ -249,35 +255,14 @@ impl LocalKafka {
     }
 
     fn signal_and_reap(&self, signal: &str) -> Result<(), LocalKafkaError> {
-        let mut state = lock(&self.state);
-        let Some(mut watchdog) = state.watchdog.take() else {
-            return Ok(());
-        };
-        watchdog::send_signal(signal, watchdog.java_pid)?;
-        // The watchdog exits (and reaps java) once java is gone.
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            if watchdog.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                // Closing stdin makes the watchdog SIGKILL java.
-                watchdog.stdin.take();
-                watchdog.child.wait()?;
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        watchdog::signal_and_reap(&mut lock(&self.state).watchdog, signal, STOP_GRACE)
     }
 }
 
 impl Drop for LocalKafka {
     fn drop(&mut self) {
         let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut watchdog) = state.watchdog.take() {
-            watchdog.stdin.take();
-            let _ = watchdog.child.wait();
-        }
+        watchdog::abandon(&mut state.watchdog);
     }
 }
 

@@ -123,6 +123,40 @@ pub(crate) fn spawn(dir: &Path, options: &Options) -> Result<(Watchdog, String),
     }
 }
 
+/// Sends `signal` to the java process of `watchdog` (if it runs) and waits until the watchdog
+/// exited; after `grace`, closes its stdin so it SIGKILLs java. `None` afterwards.
+pub(crate) fn signal_and_reap(
+    watchdog: &mut Option<Watchdog>,
+    signal: &str,
+    grace: Duration,
+) -> Result<(), LocalKafkaError> {
+    let Some(mut watchdog) = watchdog.take() else {
+        return Ok(());
+    };
+    send_signal(signal, watchdog.java_pid)?;
+    // The watchdog exits (and reaps java) once java is gone.
+    let deadline = Instant::now() + grace;
+    loop {
+        if watchdog.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            watchdog.stdin.take();
+            watchdog.child.wait()?;
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Closes the watchdog's stdin (it SIGKILLs java and deletes the directory) and reaps it.
+pub(crate) fn abandon(watchdog: &mut Option<Watchdog>) {
+    if let Some(mut watchdog) = watchdog.take() {
+        watchdog.stdin.take();
+        let _ = watchdog.child.wait();
+    }
+}
+
 pub(crate) fn send_signal(signal: &str, pid: u32) -> Result<(), LocalKafkaError> {
     // `kill` fails if the process is already gone, which is fine: the watchdog then exits.
     Command::new("kill")

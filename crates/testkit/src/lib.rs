@@ -9,6 +9,9 @@
 //! A broker that cannot start is a loud error (and a panic in [`KafkaBroker::shared`]), never
 //! a skipped test.
 //!
+//! [`KafkaCluster`] runs a private multi-node cluster for failover tests (kill one node, find
+//! partition leaders and coordinators).
+//!
 //! This crate knows nothing about rampart's own crates or topics; it only runs Kafka.
 
 use std::future::Future;
@@ -18,6 +21,10 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
+
+mod cluster;
+
+pub use cluster::KafkaCluster;
 
 use rampart_localkafka::{LocalKafka, LocalKafkaError};
 use rdkafka::ClientConfig;
