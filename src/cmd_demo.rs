@@ -412,7 +412,12 @@ fn create_topics(settings: &rampart_pipeline::config::Settings) -> anyhow::Resul
     let t = &settings.raw.topics;
     let specs = [
         TopicSpec::partials(&t.partials, t.partials_partitions).replication(1),
-        TopicSpec::rollups(&t.rollups, t.rollups_partitions).replication(1),
+        TopicSpec::rollups(
+            &t.rollups,
+            t.rollups_partitions,
+            settings.rollups_retention_ms,
+        )
+        .replication(1),
         TopicSpec::dlq(&t.dlq, t.dlq_partitions).replication(1),
     ];
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =

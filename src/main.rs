@@ -172,6 +172,37 @@ fn check_config(path: Option<PathBuf>, client: &util::ClientArgs) -> anyhow::Res
         }
         std::process::exit(2);
     }
+    // The topics as they exist, where the cluster answers: what `run` would warn about or refuse.
+    match rampart_pipeline::check_existing_topics(&settings, std::time::Duration::from_secs(3)) {
+        Ok(None) => println!(
+            "kafka at {} did not answer within 3 s: existing topics not checked",
+            settings.raw.kafka.brokers
+        ),
+        Ok(Some(problems)) => {
+            let refusals: Vec<_> = problems
+                .iter()
+                .filter(|p| p.severity == rampart_kafka::Severity::Refuse)
+                .collect();
+            for p in problems
+                .iter()
+                .filter(|p| p.severity == rampart_kafka::Severity::Warn)
+            {
+                println!("warning: {p}");
+            }
+            if !refusals.is_empty() {
+                eprintln!(
+                    "{} existing topic setting{} `rampart run` refuses:",
+                    refusals.len(),
+                    if refusals.len() == 1 { "" } else { "s" }
+                );
+                for p in refusals {
+                    eprintln!("  - {source}: {p}");
+                }
+                std::process::exit(2);
+            }
+        }
+        Err(e) => println!("existing topics not checked: {e}"),
+    }
     let s = settings;
     println!(
         "configuration ok: brokers {}, input {}, window {} ms, guarantee {:?}",

@@ -23,4 +23,5 @@ mod membership;
 mod run;
 mod secured;
 mod terminal;
+mod topics;
 mod verify;

@@ -33,16 +33,9 @@ pub enum Error {
         /// Broker error code.
         code: RDKafkaErrorCode,
     },
-    /// A topic exists with a shape other than the one asked for.
-    #[error("topic {topic} exists with {actual} partitions, expected {expected}")]
-    TopicMismatch {
-        /// Topic name.
-        topic: String,
-        /// Partitions asked for.
-        expected: i32,
-        /// Partitions it has.
-        actual: i32,
-    },
+    /// Existing topics have settings rampart refuses to run with (see `topic_check`).
+    #[error("{}", refused_text(.0))]
+    TopicRefused(Vec<crate::topic_check::TopicProblem>),
     /// The cluster refused this client: a failed login or TLS handshake (see `connect`).
     #[error("kafka at {brokers} refused the connection: {cause}")]
     Refused {
@@ -62,6 +55,11 @@ pub enum Error {
         /// How long we waited.
         seconds: f64,
     },
+}
+
+fn refused_text(problems: &[crate::topic_check::TopicProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("; ")
 }
 
 impl Error {
@@ -86,7 +84,7 @@ impl Error {
             Error::CreateTopic { code, .. } => code_is_retryable(*code),
             Error::Timeout { .. } => true,
             Error::Config { .. }
-            | Error::TopicMismatch { .. }
+            | Error::TopicRefused(_)
             | Error::UnknownTopic(_)
             | Error::Refused { .. } => false,
         }

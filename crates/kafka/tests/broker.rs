@@ -81,7 +81,7 @@ async fn ensure_topics_is_idempotent_and_configs_read_back() {
     let rollups = unique_name("rollups");
     let dlq = unique_name("dlq");
     let specs = [
-        TopicSpec::rollups(&rollups, 3).replication(1),
+        TopicSpec::rollups(&rollups, 3, 2_592_000_000).replication(1),
         TopicSpec::dlq(&dlq, 1),
     ];
 
@@ -109,22 +109,27 @@ async fn ensure_topics_is_idempotent_and_configs_read_back() {
             .get(key)
             .and_then(|e| e.value.clone())
     };
-    assert_eq!(value(0, "cleanup.policy").as_deref(), Some("compact"));
+    assert_eq!(
+        value(0, "cleanup.policy").as_deref(),
+        Some("compact,delete")
+    );
+    assert_eq!(value(0, "retention.ms").as_deref(), Some("2592000000"));
     assert_eq!(value(1, "cleanup.policy").as_deref(), Some("delete"));
     assert_eq!(value(1, "retention.ms").as_deref(), Some("1209600000"));
     assert_eq!(rampart_kafka::partition_count(&admin, &rollups).unwrap(), 3);
 
-    let wrong = ensure_topics(&admin, &[TopicSpec::rollups(&rollups, 5)]).await;
-    assert!(
-        matches!(
-            wrong,
-            Err(Error::TopicMismatch {
-                expected: 5,
-                actual: 3,
-                ..
-            })
+    let wrong = ensure_topics(&admin, &[TopicSpec::rollups(&rollups, 5, 2_592_000_000)]).await;
+    let Err(Error::TopicRefused(problems)) = wrong else {
+        panic!("{wrong:?}");
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(
+        (
+            problems[0].setting.as_str(),
+            problems[0].expected.as_str(),
+            problems[0].actual.as_str()
         ),
-        "{wrong:?}"
+        ("partitions", "5", "3")
     );
 }
 

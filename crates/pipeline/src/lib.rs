@@ -34,10 +34,12 @@ mod observer;
 pub mod records;
 mod stage;
 pub mod telemetry;
+mod topics;
 mod topology;
 
 pub use checkpoint::CheckpointError;
 pub use stage::{StageCounters, StageError};
+pub use topics::{check_existing_topics, topic_specs};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -47,7 +49,7 @@ use rampart_enrich::Enrichment;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::checkpoint::RestorePolicy;
 use crate::config::{Guarantee, Settings};
@@ -278,9 +280,7 @@ pub fn run(
     check_instance(instance).map_err(RunError::Other)?;
     health::clear_failure();
     let admin = admin(settings)?;
-    if cfg.topics.create {
-        ensure_topics(settings, &admin)?;
-    }
+    topics::prepare_topics(settings, &admin)?;
     let interval = Duration::from_millis(settings.checkpoint_interval_ms as u64);
     // Both stages route by both counts and record them in every checkpoint.
     let topology = Topology {
@@ -480,46 +480,6 @@ impl Drop for StopAllOnFailure {
             self.fail("panicked");
         }
     }
-}
-
-/// Creates the topics that are missing, with rampart's configs; existing
-/// topics are left as they are.
-fn ensure_topics(
-    settings: &Settings,
-    admin: &AdminClient<DefaultClientContext>,
-) -> Result<(), RunError> {
-    use rampart_kafka::TopicSpec;
-    let t = &settings.raw.topics;
-    let rf = t.replication_factor;
-    let specs = [
-        TopicSpec::new(&t.input, t.input_partitions).replication(rf),
-        TopicSpec::partials(&t.partials, t.partials_partitions).replication(rf),
-        TopicSpec::rollups(&t.rollups, t.rollups_partitions).replication(rf),
-        TopicSpec::dlq(&t.dlq, t.dlq_partitions).replication(rf),
-    ];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RunError::Other(format!("cannot start runtime: {e}")))?;
-    let report = match rt.block_on(rampart_kafka::ensure_topics(admin, &specs)) {
-        Ok(report) => report,
-        // An existing topic's partition count is what the stages route by;
-        // the configured count only creates topics. Whether the count changed
-        // under existing state is the checkpoints' check (they record it).
-        Err(rampart_kafka::Error::TopicMismatch {
-            topic,
-            expected,
-            actual,
-        }) => {
-            warn!(%topic, configured = expected, actual, "topic exists with another partition count than configured; using the topic's");
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !report.created.is_empty() {
-        info!(created = ?report.created, "created topics");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -141,6 +141,7 @@ pub(super) fn check(
     let time_bucket = dur("dedup.time_bucket", &cfg.dedup.time_bucket, 1);
     let max_future = dur("validate.max_future", &cfg.validate.max_future, 0);
     let max_past = dur("validate.max_past", &cfg.validate.max_past, 0);
+    let rollups_retention = dur("topics.rollups_retention", &cfg.topics.rollups_retention, 1);
     let checkpoint = dur(
         "processing.checkpoint_interval",
         &cfg.processing.checkpoint_interval,
@@ -236,6 +237,26 @@ pub(super) fn check(
             issue(key, format!("must be at least 1, got {n}"));
         }
     }
+    if let Some(n) = cfg.topics.min_insync_replicas
+        && (n < 1 || n > cfg.topics.replication_factor)
+    {
+        issue(
+            "topics.min_insync_replicas",
+            format!(
+                "must be between 1 and topics.replication_factor ({}), got {n}: with more, no write is ever acknowledged",
+                cfg.topics.replication_factor
+            ),
+        );
+    }
+    if rollups_retention > 0 && rollups_retention < size {
+        issue(
+            "topics.rollups_retention",
+            format!(
+                "must be at least one window ({}), got {:?}",
+                cfg.window.size, cfg.topics.rollups_retention
+            ),
+        );
+    }
     if cfg.validate.max_batch_events == 0 {
         issue("validate.max_batch_events", "must be at least 1".into());
     }
@@ -309,6 +330,7 @@ pub(super) fn check(
         ingest,
         idle_timeout_ms: idle,
         checkpoint_interval_ms: checkpoint,
+        rollups_retention_ms: rollups_retention,
         reset_state: false,
     })
 }

@@ -73,6 +73,8 @@ pub struct Settings {
     pub ingest: IngestConfig,
     pub idle_timeout_ms: i64,
     pub checkpoint_interval_ms: i64,
+    /// `topics.rollups_retention` in milliseconds.
+    pub rollups_retention_ms: i64,
     /// `rampart run --reset-state` (not a file setting): a partition whose
     /// checkpoint is refused (metadata missing, unreadable or of a newer
     /// version; a changed partition count) starts from its committed offset

@@ -63,14 +63,30 @@ pub struct TopicsSection {
     pub partials: String,
     pub rollups: String,
     pub dlq: String,
-    /// Create missing topics at start (default true). Existing topics are left as they are.
+    /// Create missing topics at start (default true). Existing topics are never altered, but
+    /// checked against these settings (README "Topics": what warns, what refuses).
     pub create: bool,
     /// Partitions used when creating topics that are missing.
     pub input_partitions: i32,
     pub partials_partitions: i32,
     pub rollups_partitions: i32,
     pub dlq_partitions: i32,
+    /// Replicas of every topic rampart creates (default 1; 3 on a production cluster).
     pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics rampart writes (partials, rollups, DLQ); default
+    /// `replication_factor - 1`, at least 1.
+    pub min_insync_replicas: Option<i32>,
+    /// How long the rollups topic keeps a window (`retention.ms` beside `cleanup.policy =
+    /// compact,delete`; default 30d).
+    pub rollups_retention: String,
+}
+
+impl TopicsSection {
+    /// The configured `min.insync.replicas`, or `replication_factor - 1` (at least 1).
+    pub fn min_insync(&self) -> i32 {
+        self.min_insync_replicas
+            .unwrap_or((self.replication_factor - 1).max(1))
+    }
 }
 
 impl Default for TopicsSection {
@@ -86,6 +102,8 @@ impl Default for TopicsSection {
             rollups_partitions: 4,
             dlq_partitions: 1,
             replication_factor: 1,
+            min_insync_replicas: None,
+            rollups_retention: "30d".into(),
         }
     }
 }
