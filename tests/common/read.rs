@@ -36,6 +36,8 @@ pub struct Read {
     pub payload: Vec<u8>,
     /// Header values as (lossy) UTF-8; the last one wins for a repeated key.
     pub headers: BTreeMap<String, String>,
+    /// When this reader received it.
+    pub received: Instant,
 }
 
 /// A consumer of a fresh group reading from the earliest offset.
@@ -74,6 +76,7 @@ fn to_read(m: &BorrowedMessage<'_>) -> Read {
         key: m.key().unwrap_or_default().to_vec(),
         payload: m.payload().unwrap_or_default().to_vec(),
         headers,
+        received: Instant::now(),
     }
 }
 

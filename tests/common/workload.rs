@@ -10,7 +10,7 @@ use rampart_core::model::ModelOutput;
 use rampart_loadgen::{
     GenConfig, Generator, Limit, Record, RecordConfig, RecordStream, World, WorldConfig,
 };
-use rampart_testkit::{KafkaBroker, unique_name};
+use rampart_testkit::{KafkaBroker, KafkaCluster, unique_name};
 
 /// Shape of a workload and the settings of its config.
 #[derive(Clone, Debug)]
@@ -101,6 +101,50 @@ impl Topics {
     }
 }
 
+/// Where a workload's topics live: the one broker of most tests, or a
+/// replicated cluster.
+pub trait Kafka {
+    fn bootstrap(&self) -> &str;
+    /// Creates the (empty) input topic, kept forever.
+    fn create_input(&self, topic: &str, partitions: i32);
+    /// Lines for the config's `[topics]` section (replication).
+    fn topics_config(&self) -> String;
+}
+
+impl Kafka for KafkaBroker {
+    fn bootstrap(&self) -> &str {
+        KafkaBroker::bootstrap(self)
+    }
+    fn create_input(&self, topic: &str, partitions: i32) {
+        self.create_topic_with(topic, partitions, &[("retention.ms", "-1")])
+            .unwrap();
+    }
+    fn topics_config(&self) -> String {
+        String::new()
+    }
+}
+
+/// Three replicas, two in sync for a write, as a production cluster would.
+impl Kafka for KafkaCluster {
+    fn bootstrap(&self) -> &str {
+        KafkaCluster::bootstrap(self)
+    }
+    fn create_input(&self, topic: &str, partitions: i32) {
+        self.create_topic_with(
+            topic,
+            partitions,
+            3,
+            &[("retention.ms", "-1"), ("min.insync.replicas", "2")],
+        )
+        .unwrap();
+    }
+    fn topics_config(&self) -> String {
+        "replication_factor = 3
+min_insync_replicas = 2
+".into()
+    }
+}
+
 /// A seeded workload: its records (not yet produced), world files and config.
 pub struct Workload {
     pub dir: tempfile::TempDir,
@@ -116,7 +160,7 @@ pub struct Workload {
 /// Builds the workload, writes MMDB/sector files and the config, creates the
 /// input topic (empty: see [`produce_all`](super::produce_all) and
 /// [`produce_paced`](super::produce_paced)).
-pub fn workload(broker: &KafkaBroker, spec: &Spec) -> Workload {
+pub fn workload(broker: &impl Kafka, spec: &Spec) -> Workload {
     let dir = tempfile::tempdir().unwrap();
     let world = Arc::new(
         World::new(WorldConfig {
@@ -166,13 +210,7 @@ pub fn workload(broker: &KafkaBroker, spec: &Spec) -> Workload {
     .unwrap()
     .collect();
     let topics = Topics::unique();
-    broker
-        .create_topic_with(
-            &topics.input,
-            spec.partitions as i32,
-            &[("retention.ms", "-1")],
-        )
-        .unwrap();
+    broker.create_input(&topics.input, spec.partitions as i32);
     let config_path = dir.path().join("rampart.toml");
     let text = format!(
         r#"
@@ -189,7 +227,7 @@ dlq = "{dlq}"
 input_partitions = {parts}
 partials_partitions = 3
 rollups_partitions = 2
-
+{replication}
 [window]
 size = "5s"
 out_of_orderness = "1s"
@@ -212,6 +250,7 @@ transactional_id_prefix = "rampart-{input}"
 {extra}
 "#,
         bootstrap = broker.bootstrap(),
+        replication = broker.topics_config(),
         ig = topics.ingest_group,
         mg = topics.merge_group,
         input = topics.input,
