@@ -39,7 +39,11 @@ fn cluster() -> &'static KafkaCluster {
     let cluster = CLUSTER.get_or_init(|| {
         let started = Instant::now();
         let c = KafkaCluster::start(3).expect("three-node cluster");
-        eprintln!("[driver] cluster {} up in {:?}", c.bootstrap(), started.elapsed());
+        eprintln!(
+            "[driver] cluster {} up in {:?}",
+            c.bootstrap(),
+            started.elapsed()
+        );
         c
     });
     // A test that failed mid-fault may have left a node down.
@@ -59,7 +63,13 @@ struct Fault {
 }
 
 /// SIGKILLs `node`, keeps it down for `down`, restarts it.
-fn bounce(fleet: &mut Fleet, cluster: &KafkaCluster, node: i32, down: Duration, why: &str) -> Fault {
+fn bounce(
+    fleet: &mut Fleet,
+    cluster: &KafkaCluster,
+    node: i32,
+    down: Duration,
+    why: &str,
+) -> Fault {
     let from = Instant::now();
     eprintln!("[driver] kill -9 node {node} ({why})");
     cluster.kill(node).unwrap();
@@ -71,6 +81,64 @@ fn bounce(fleet: &mut Fleet, cluster: &KafkaCluster, node: i32, down: Duration, 
         from,
         to: Instant::now(),
     }
+}
+
+/// SIGTERM and wait (90 s); a process that does not exit fails the test
+/// with its threads' stacks (gdb, when installed) and every log's tail (the
+/// logs die with the workload's directory). A process whose watchdog found a
+/// Kafka call hung past its timeout exits 1 by itself (a restart resolves
+/// it, as for any fatal commit error): that counts as a clean stop here.
+fn terminate_or_show_logs(fleet: &mut Fleet, name: &str) -> std::process::ExitStatus {
+    let log = fleet.live[name].log.clone();
+    let status = terminate_within(fleet, name, Duration::from_secs(90));
+    let overdue = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("kafka call overdue");
+    if overdue {
+        eprintln!("[driver] {name} exited {status} after a Kafka call hung past its timeout");
+        fleet
+            .unexpected_exits
+            .push((name.to_owned(), "overdue call".into()));
+        return std::process::ExitStatus::default();
+    }
+    status
+}
+
+fn terminate_within(fleet: &mut Fleet, name: &str, limit: Duration) -> std::process::ExitStatus {
+    let pid = fleet.live[name].child.id();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = fleet.live.get_mut(name).unwrap().child.try_wait().unwrap() {
+            fleet.live.remove(name);
+            eprintln!("[driver] {name} pid {pid} exited on SIGTERM: {status}");
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stacks = std::process::Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-ex",
+            "thread apply all bt",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("no gdb: {e}"));
+    let frames: Vec<&str> = stacks
+        .lines()
+        .filter(|l| l.starts_with("Thread") || l.contains("rampart") || l.contains("rd_kafka_"))
+        .collect();
+    eprintln!(
+        "{}\n==== stacks of {name} ({pid})\n{}",
+        fleet.log_tails(60),
+        frames.join("\n")
+    );
+    panic!("{name} did not exit within {limit:?} of SIGTERM");
 }
 
 fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
@@ -99,9 +167,10 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
     let during = Observer::start(&b, &w.topics.rollups, Isolation::Committed);
     let mut fleet = Fleet::new(&w);
     for (name, args) in roles {
-        fleet
-            .instance_args
-            .insert(name.to_string(), args.iter().map(|a| a.to_string()).collect());
+        fleet.instance_args.insert(
+            name.to_string(),
+            args.iter().map(|a| a.to_string()).collect(),
+        );
         fleet.start(name);
     }
     let schedule = SendSchedule {
@@ -122,7 +191,14 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
     let busiest = cluster.node_leading_most(&topics).unwrap();
     let led = topics
         .iter()
-        .map(|t| cluster.leaders(t).unwrap().values().filter(|l| **l == busiest).count())
+        .map(|t| {
+            cluster
+                .leaders(t)
+                .unwrap()
+                .values()
+                .filter(|l| **l == busiest)
+                .count()
+        })
         .sum::<usize>();
     faults.push(bounce(
         &mut fleet,
@@ -156,7 +232,7 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
     fleet.sleep(Duration::from_secs(3));
     let from = Instant::now();
     for name in fleet.names() {
-        let status = fleet.terminate(&name);
+        let status = terminate_or_show_logs(&mut fleet, &name);
         assert!(status.success(), "{name} exited with {status} on SIGTERM");
         fleet.start(&name);
         fleet.sleep(Duration::from_secs(2));
@@ -172,13 +248,19 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
     }
     input.join().unwrap();
     let want = truth.rollups.len();
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // Bounded: a hung call costs its timeout and grace (70 s) before the
+    // process exits and is restarted.
+    let deadline = Instant::now() + Duration::from_secs(150);
     while during.len() < want && Instant::now() < deadline {
         fleet.sleep(Duration::from_millis(500));
     }
     // Anything published after the expected set would be a duplicate.
     fleet.sleep(Duration::from_secs(2));
-    let statuses = fleet.shutdown();
+    let statuses: Vec<_> = fleet
+        .names()
+        .into_iter()
+        .map(|n| (n.clone(), terminate_or_show_logs(&mut fleet, &n)))
+        .collect();
     let during = during.finish();
     let after = read_all(&b, &w.topics.rollups, Duration::from_secs(3));
     let dlq = read_all(&b, &w.topics.dlq, Duration::from_secs(2));
@@ -225,7 +307,11 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
         started.elapsed(),
         fleet.unexpected_exits
     );
-    for l in fleet.grep("fatal").iter().chain(&fleet.grep("aborting and rewinding")) {
+    for l in fleet
+        .grep("fatal")
+        .iter()
+        .chain(&fleet.grep("aborting and rewinding"))
+    {
         eprintln!("[log] {}", &l[..l.len().min(300)]);
     }
     let outcome = Outcome {
@@ -252,7 +338,11 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
 
 #[test]
 fn node_failures_and_rolling_restart_keep_exactly_once() {
-    scenario("both roles", 0xC1_0001, &[("a", &[]), ("b", &[]), ("c", &[])]);
+    scenario(
+        "both roles",
+        0xC1_0001,
+        &[("a", &[]), ("b", &[]), ("c", &[])],
+    );
 }
 
 #[test]

@@ -23,7 +23,10 @@ pub struct SendSchedule {
 impl SendSchedule {
     pub fn sent(&self, index: usize) -> Instant {
         let chunk_start = index / 20 * 20;
-        self.start + self.over.mul_f64(chunk_start as f64 / self.records.max(1) as f64)
+        self.start
+            + self
+                .over
+                .mul_f64(chunk_start as f64 / self.records.max(1) as f64)
     }
 }
 
@@ -48,9 +51,8 @@ pub fn close_times(
             firsts.push((r.timestamp_ms, i));
         }
     }
-    let first_at = |p: &Vec<(i64, usize)>, t: i64| {
-        p.iter().find(|(ts, _)| *ts >= t).map(|(_, i)| *i)
-    };
+    let first_at =
+        |p: &Vec<(i64, usize)>, t: i64| p.iter().find(|(ts, _)| *ts >= t).map(|(_, i)| *i);
     let starts: std::collections::BTreeSet<i64> = records
         .iter()
         .map(|r| r.timestamp_ms.div_euclid(window_ms) * window_ms)

@@ -141,7 +141,8 @@ impl Kafka for KafkaCluster {
     fn topics_config(&self) -> String {
         "replication_factor = 3
 min_insync_replicas = 2
-".into()
+"
+        .into()
     }
 }
 

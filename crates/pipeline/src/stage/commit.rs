@@ -17,7 +17,7 @@ use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProdu
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use super::{Handler, Inner, StageError, lock};
+use super::{Handler, Inner, StageError, lock, overdue};
 use crate::config::Guarantee;
 use crate::consumer_error;
 use crate::observer::{StageEvent, StageObserver};
@@ -129,13 +129,16 @@ impl<H: Handler> Inner<H> {
         tpl: &TopicPartitionList,
         timeout: Duration,
     ) -> KafkaResult<()> {
+        let stage = self.settings.name;
         if tpl.count() > 0 {
             let gm = consumer
                 .group_metadata()
                 .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
+            let _overdue = overdue::guard(stage, "send_offsets_to_transaction", timeout);
             self.producer
                 .send_offsets_to_transaction(tpl, &gm, timeout)?;
         }
+        let _overdue = overdue::guard(stage, "commit_transaction", timeout);
         self.producer.commit_transaction(timeout)?;
         self.producer.begin_transaction()
     }
@@ -206,6 +209,7 @@ impl<H: Handler> Inner<H> {
         }
         if self.settings.guarantee == Guarantee::ExactlyOnce {
             let timeout = Duration::from_secs(60);
+            let _overdue = overdue::guard(self.settings.name, "abort_transaction", timeout);
             if let Err(e) = self
                 .producer
                 .abort_transaction(timeout)

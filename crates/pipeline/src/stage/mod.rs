@@ -24,7 +24,10 @@
 //! in-memory state cannot be trusted), an abort that fails. Recovery is the
 //! process supervisor's restart (Kubernetes, systemd): the new producer's
 //! `init_transactions` fences the old epoch and completes or aborts whatever
-//! was in flight, and the stage resumes from what actually committed. No
+//! was in flight, and the stage resumes from what actually committed. A
+//! transactional call that never returns (librdkafka ignores its timeout when
+//! the group coordinator's broker dies mid-call) ends the process the same
+//! way, from a watchdog (`overdue`). No
 //! in-process rebuild loop: restarting the process is the one recovery path,
 //! and the chaos tests (tests/chaos*.rs) exercise it.
 //!
@@ -41,10 +44,12 @@
 //! Files: this one holds the [`Handler`] contract, the loop ([`Stage::run`])
 //! and producing; `rebalance` the consumer context (assign, revoke, lost
 //! partitions); `commit` checkpoints, aborts and rewinds, and what their
-//! errors mean; `error` the [`StageError`]s that stop a stage.
+//! errors mean; `overdue` the watchdog of calls that outlive their timeout;
+//! `error` the [`StageError`]s that stop a stage.
 
 mod commit;
 mod error;
+mod overdue;
 mod rebalance;
 
 use std::collections::BTreeMap;
