@@ -22,6 +22,10 @@ use crate::config::Guarantee;
 use crate::consumer_error;
 use crate::observer::{StageEvent, StageObserver};
 
+/// How long offsets may take to join a transaction (a group coordinator
+/// failover takes a few seconds); past it the process exits for a restart.
+const SEND_OFFSETS_TIMEOUT: Duration = Duration::from_secs(15);
+
 pub(super) struct DeliveryCtx {
     pub(super) observer: Arc<dyn StageObserver>,
     pub(super) failed_since_checkpoint: AtomicU64,
@@ -134,6 +138,9 @@ impl<H: Handler> Inner<H> {
             let gm = consumer
                 .group_metadata()
                 .ok_or(KafkaError::Global(RDKafkaErrorCode::State))?;
+            // Milliseconds when healthy; bounded tighter than the commit: this is
+            // the call librdkafka can hang in past its timeout (see `overdue`).
+            let timeout = timeout.min(SEND_OFFSETS_TIMEOUT);
             let _overdue = overdue::guard(stage, "send_offsets_to_transaction", timeout);
             self.producer
                 .send_offsets_to_transaction(tpl, &gm, timeout)?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use tracing::error;
 
 /// How long past its own timeout a call may still return.
-pub(crate) const GRACE: Duration = Duration::from_secs(10);
+pub(crate) const GRACE: Duration = Duration::from_secs(5);
 
 /// A guarded call in progress: `(stage, call, deadline)` by guard id.
 type Calls = BTreeMap<u64, (&'static str, &'static str, Instant)>;
@@ -101,14 +101,16 @@ mod tests {
     fn only_a_call_past_its_timeout_and_grace_is_overdue() {
         let t0 = Instant::now();
         let mut running = Calls::new();
+        // A 60 s call registered at t0: deadline t0 + 60 s + GRACE (5 s).
         running.insert(
             1,
-            ("merge", "commit_transaction", t0 + Duration::from_secs(70)),
+            ("merge", "commit_transaction", t0 + Duration::from_secs(65)),
         );
-        assert_eq!(overdue(&running, t0 + Duration::from_secs(69)), None);
+        assert_eq!(overdue(&running, t0 + Duration::from_secs(64)), None);
+        // At t0 + 67 s it is 7 s past its own timeout.
         assert_eq!(
-            overdue(&running, t0 + Duration::from_secs(72)),
-            Some(("merge", "commit_transaction", Duration::from_secs(12)))
+            overdue(&running, t0 + Duration::from_secs(67)),
+            Some(("merge", "commit_transaction", Duration::from_secs(7)))
         );
         // A registered guard is gone once dropped.
         let g = guard(
