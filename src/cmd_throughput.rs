@@ -38,6 +38,10 @@ pub struct ThroughputArgs {
     /// Which processing guarantees to measure.
     #[arg(long, value_enum, default_value_t = Which::Both)]
     pub guarantee: Which,
+    /// Ingest threads of the measured process (0: rampart's default, one per
+    /// core up to the partition count). 1 gives the rate of one thread.
+    #[arg(long, default_value_t = 0)]
+    pub ingest_threads: usize,
     #[command(flatten)]
     pub client: crate::util::ClientArgs,
 }
@@ -221,18 +225,35 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             ),
             ("RAMPART_PROCESSING__GUARANTEE".to_string(), g.to_string()),
             ("RAMPART_METRICS__LISTEN".to_string(), String::new()),
+            (
+                "RAMPART_PROCESSING__INGEST_THREADS".to_string(),
+                args.ingest_threads.to_string(),
+            ),
         ];
         let mut settings =
             rampart_pipeline::config::load(None, env).map_err(|e| anyhow::anyhow!("{e}"))?;
         settings.raw.kafka.client = client.clone();
         eprintln!("rampart ({g}) draining the topic...");
-        let secs = drain(&settings, stats.records)?;
+        let (secs, rss_growth) = drain(&settings, stats.records)?;
         let eps = stats.events as f64 / secs;
         eprintln!(
-            "rampart ({g}): {secs:.2} s, {eps:.0} events/s, {:.0} messages/s",
-            stats.records as f64 / secs
+            "rampart ({g}): {secs:.2} s, {eps:.0} events/s, {:.0} messages/s; resident memory grew {:.0} MiB ({:.1} MiB per input partition)",
+            stats.records as f64 / secs,
+            rss_growth as f64 / MIB,
+            rss_growth as f64 / MIB / f64::from(args.partitions.max(1)),
         );
         results.push((*g, eps));
+        if results.len() == 1 {
+            // The merge alone: a fresh merge group re-reads the partials just written.
+            settings.raw.kafka.merge_group = format!("tp-merge-only-{g}-{run_id}");
+            eprintln!("rampart merge ({g}) re-reading the partials alone...");
+            let (merge_s, partials) = drain_merge(&settings)?;
+            println!(
+                "rampart_merge_events_per_s={:.0} merge_partials_per_s={:.0} (one merge thread, {partials} partials)",
+                stats.events as f64 / merge_s,
+                partials as f64 / merge_s
+            );
+        }
     }
     for (g, eps) in &results[1..] {
         println!(
@@ -249,9 +270,77 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// This process's resident set size in bytes (Linux), 0 where unknown.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Runs the merge stage alone until it has read every partial (nothing new
+/// for 3 s); returns the seconds from assignment to the last partial and how
+/// many it read.
+fn drain_merge(settings: &rampart_pipeline::config::Settings) -> anyhow::Result<(f64, u64)> {
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Mutex::new(RunCounters::default()));
+    let handle = {
+        let (settings, shutdown, counters) = (settings.clone(), shutdown.clone(), counters.clone());
+        std::thread::spawn(move || {
+            rampart_pipeline::run(
+                &settings,
+                Role::Merge,
+                "throughput-merge",
+                shutdown,
+                Some(&counters),
+            )
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(1200);
+    let (mut assigned_at, mut last) = (None, (0u64, Instant::now()));
+    while !handle.is_finished() && Instant::now() < deadline {
+        let merge = counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .merge
+            .clone();
+        if let Some(c) = merge {
+            if assigned_at.is_none() && c.assigned.load(Ordering::Relaxed) > 0 {
+                assigned_at = Some(Instant::now());
+            }
+            let n = c.messages.load(Ordering::Relaxed);
+            if n != last.0 {
+                last = (n, Instant::now());
+            } else if n > 0 && last.1.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))??;
+    let started = assigned_at.context("the merge was never assigned partitions")?;
+    Ok((last.1.duration_since(started).as_secs_f64(), last.0))
+}
+
 /// Runs both stages until the ingest stage has processed `messages` input
-/// messages; returns the seconds from partition assignment to that point.
-fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow::Result<f64> {
+/// messages; returns the seconds from partition assignment to that point and
+/// how much this process's resident memory grew meanwhile (peak).
+fn drain(
+    settings: &rampart_pipeline::config::Settings,
+    messages: u64,
+) -> anyhow::Result<(f64, u64)> {
+    let rss_before = resident_bytes();
+    let mut rss_peak = rss_before;
+    let mut next_sample = Instant::now();
     let shutdown = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(Mutex::new(RunCounters::default()));
     let handle = {
@@ -277,6 +366,10 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .ingest
             .clone();
+        if Instant::now() >= next_sample {
+            rss_peak = rss_peak.max(resident_bytes());
+            next_sample = Instant::now() + Duration::from_millis(100);
+        }
         if let Some(c) = ingest {
             if assigned_at.is_none() && c.assigned.load(Ordering::Relaxed) > 0 {
                 assigned_at = Some(Instant::now());
@@ -292,5 +385,6 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
         .join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
     joined?;
-    result.context("rampart did not drain the topic (stopped or timed out)")
+    let secs = result.context("rampart did not drain the topic (stopped or timed out)")?;
+    Ok((secs, rss_peak.saturating_sub(rss_before)))
 }
