@@ -154,7 +154,7 @@ mod tests {
         // Two partitions, 40 records, 20 per partition alternating, 1 s apart per pair.
         let records: Vec<Record> = (0..40)
             .map(|i| Record {
-                partition: (i % 2) as i32,
+                partition: i % 2,
                 key: Vec::new(),
                 payload: Vec::new(),
                 timestamp_ms: (i / 2) as i64 * 1_000,
