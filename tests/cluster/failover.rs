@@ -214,7 +214,10 @@ fn scenario(label: &str, seed: u64, roles: &[(&str, &[&str])]) {
     let transactions: Vec<String> = fleet
         .names()
         .iter()
-        .flat_map(|n| ["ingest-0", "ingest-1", "merge"].map(|s| format!("rampart-{s}-{n}")))
+        .flat_map(|n| {
+            // `[processing] transactional_id_prefix` of the workload's config.
+            ["ingest-0", "ingest-1", "merge"].map(|s| format!("rampart-{}-{s}-{n}", w.topics.input))
+        })
         .filter(|id| cluster.transaction_coordinator(id).unwrap() == coordinator)
         .collect();
     faults.push(bounce(
