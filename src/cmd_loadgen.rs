@@ -116,6 +116,12 @@ pub struct LoadgenArgs {
     /// A re-sighting's time is 1..=this ms after the original's (default 150000).
     #[arg(long)]
     pub resight_delay_ms: Option<i64>,
+    /// Share of events from a scanning botnet: each from the next /24 of a
+    /// walk over all the world's /24s (default 0: Zipf-concentrated sources).
+    /// At 1, a window with fewer events than --prefixes has at most one event
+    /// per /24, and rampart publishes about one origin_prefix rollup per event.
+    #[arg(long)]
+    pub source_spread: Option<f64>,
     /// Leave the last N partitions of the topic empty: records go only to the
     /// others (rampart must still finalise every window). Default 0.
     #[arg(long, default_value_t = 0)]
@@ -302,6 +308,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         future_share: args.future_share.unwrap_or(defaults.future_share),
         resight_share: args.resight_share.unwrap_or(defaults.resight_share),
         resight_delay_ms: args.resight_delay_ms.unwrap_or(defaults.resight_delay_ms),
+        source_spread: args.source_spread.unwrap_or(defaults.source_spread),
         bursts: if args.no_bursts {
             None
         } else {

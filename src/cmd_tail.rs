@@ -247,6 +247,8 @@ pub(crate) fn to_json(r: &Rollup) -> serde_json::Value {
         "top_rules": entries(&r.top_rules),
         "first_seen_ms": r.first_seen_ms,
         "last_seen_ms": r.last_seen_ms,
+        "dst_ports_overflow": r.dst_ports_overflow,
+        "rules_overflow": r.rules_overflow,
     })
 }
 

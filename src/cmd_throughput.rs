@@ -35,6 +35,24 @@ pub struct ThroughputArgs {
     /// Seed of the generated traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Share of events from a scanning botnet, one /24 after another over
+    /// the world's /24s (0 = today's Zipf-concentrated sources; 1 = about one
+    /// event per /24 per window when --prefixes exceeds the events of a
+    /// window). See `rampart loadgen --source-spread`.
+    #[arg(long, default_value_t = 0.0)]
+    pub source_spread: f64,
+    /// IPv4 /24 prefixes in the generated world.
+    #[arg(long, default_value_t = 60_000)]
+    pub prefixes: u32,
+    /// rampart's `keys.publish_top` (0 = publish every key).
+    #[arg(long, default_value_t = 0)]
+    pub publish_top: usize,
+    /// rampart's `keys.prefix_cells` (0 = sized from `keys.memory`).
+    #[arg(long, default_value_t = 0)]
+    pub prefix_cells: usize,
+    /// rampart's `processing.memory_budget` (e.g. 2GiB; default: none).
+    #[arg(long)]
+    pub memory_budget: Option<String>,
     /// Which processing guarantees to measure.
     #[arg(long, value_enum, default_value_t = Which::Both)]
     pub guarantee: Which,
@@ -74,6 +92,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let world = Arc::new(World::new(WorldConfig {
         seed: args.seed,
+        prefixes: args.prefixes,
         ..WorldConfig::default()
     })?);
     let (country, asn, sectors) = (
@@ -108,6 +127,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     let gen_cfg = GenConfig {
         seed: args.seed,
         epoch_ms: (now_ms - span_ms - 3_600_000) / 60_000 * 60_000,
+        source_spread: args.source_spread,
         ..GenConfig::default()
     };
     let rec_cfg = RecordConfig {
@@ -116,6 +136,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         malformed_share: 0.0,
         ..RecordConfig::default()
     };
+    let gen_cfg_epoch = gen_cfg.epoch_ms;
     let mut stream = RecordStream::new(
         Generator::new(world.clone(), gen_cfg)?,
         rec_cfg,
@@ -136,7 +157,9 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         args.events, args.batch
     );
     let t = Instant::now();
+    let mut last_event_ms = gen_cfg_epoch;
     for r in stream.by_ref() {
+        last_event_ms = last_event_ms.max(r.timestamp_ms);
         let mut rec = BaseRecord::to(&topic)
             .partition(r.partition)
             .key(&r.key)
@@ -152,8 +175,24 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // One closing event per partition, 3 minutes of event time after the
+    // run: every window of the run becomes final (and its rollups counted)
+    // without waiting for idle timeouts; the closing events' own windows
+    // stay open and publish nothing.
+    for partition in 0..args.partitions as i32 {
+        let closing = closing_message(last_event_ms + 180_000);
+        let rec = BaseRecord::to(&topic)
+            .partition(partition)
+            .key(&[192, 0, 2, 1][..])
+            .payload(&closing)
+            .timestamp(last_event_ms + 180_000);
+        producer
+            .send(rec)
+            .map_err(|(e, _)| anyhow::anyhow!("cannot send the closing message: {e}"))?;
+    }
     producer.flush(Duration::from_secs(300))?;
-    let stats = stream.stats().clone();
+    let mut stats = stream.stats().clone();
+    stats.records += u64::from(args.partitions);
     let load_s = t.elapsed().as_secs_f64();
     eprintln!(
         "pre-loaded {} events in {} messages ({:.1} MB) in {load_s:.1} s: {:.0} events/s",
@@ -229,20 +268,45 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
                 "RAMPART_PROCESSING__INGEST_THREADS".to_string(),
                 args.ingest_threads.to_string(),
             ),
+            (
+                "RAMPART_KEYS__PUBLISH_TOP".to_string(),
+                args.publish_top.to_string(),
+            ),
+            (
+                "RAMPART_KEYS__PREFIX_CELLS".to_string(),
+                args.prefix_cells.to_string(),
+            ),
         ];
+        let mut env = env;
+        if let Some(budget) = &args.memory_budget {
+            env.push((
+                "RAMPART_PROCESSING__MEMORY_BUDGET".to_string(),
+                budget.clone(),
+            ));
+        }
         let mut settings =
             rampart_pipeline::config::load(None, env).map_err(|e| anyhow::anyhow!("{e}"))?;
         settings.raw.kafka.client = client.clone();
         eprintln!("rampart ({g}) draining the topic...");
-        let (secs, rss_growth) = drain(&settings, stats.records)?;
+        let drained = drain(&settings, stats.records)?;
+        let secs = drained.seconds;
+        let rss_growth = drained.rss_growth;
         let eps = stats.events as f64 / secs;
+        let rollups_per_s = drained.rollups as f64 / drained.published_seconds;
+        let rollups_per_event = drained.rollups as f64 / stats.events.max(1) as f64;
         eprintln!(
-            "rampart ({g}): {secs:.2} s, {eps:.0} events/s, {:.0} messages/s; resident memory grew {:.0} MiB ({:.1} MiB per input partition)",
+            "rampart ({g}): {secs:.2} s, {eps:.0} events/s, {:.0} messages/s; \
+             {} rollups: {rollups_per_s:.0} rollups/s, {rollups_per_event:.3} per input event; \
+             all published after {:.2} s ({:.0} events/s end to end); resident memory grew \
+             {:.0} MiB ({:.1} MiB per input partition)",
             stats.records as f64 / secs,
+            drained.rollups,
+            drained.published_seconds,
+            stats.events as f64 / drained.published_seconds,
             rss_growth as f64 / MIB,
             rss_growth as f64 / MIB / f64::from(args.partitions.max(1)),
         );
-        results.push((*g, eps));
+        results.push((*g, eps, rollups_per_s, rollups_per_event));
         if results.len() == 1 {
             // The merge alone: a fresh merge group re-reads the partials just written.
             settings.raw.kafka.merge_group = format!("tp-merge-only-{g}-{run_id}");
@@ -255,16 +319,17 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             );
         }
     }
-    for (g, eps) in &results[1..] {
+    for (g, eps, rps, rpe) in &results[1..] {
         println!(
-            "rampart_{}_events_per_s={eps:.0} ratio_to_bare={:.3}",
+            "rampart_{}_events_per_s={eps:.0} ratio_to_bare={:.3} rollups_per_s={rps:.0} rollups_per_event={rpe:.3}",
             g.replace('-', "_"),
             eps / bare_eps
         );
     }
-    let (_, first) = results[0];
+    let (_, first, rps, rpe) = results[0];
     println!(
-        "rampart_events_per_s={first:.0} bare_consumer_events_per_s={bare_eps:.0} ratio={:.3}",
+        "rampart_events_per_s={first:.0} bare_consumer_events_per_s={bare_eps:.0} ratio={:.3} \
+         rollups_per_s={rps:.0} rollups_per_event={rpe:.3}",
         first / bare_eps
     );
     Ok(())
@@ -331,13 +396,44 @@ fn drain_merge(settings: &rampart_pipeline::config::Settings) -> anyhow::Result<
     Ok((last.1.duration_since(started).as_secs_f64(), last.0))
 }
 
+/// An `AttackEventBatch` of one event at `time_ms` (TEST-NET source).
+fn closing_message(time_ms: i64) -> Vec<u8> {
+    use prost::Message as _;
+    rampart_core::proto::v1::AttackEventBatch {
+        events: vec![rampart_core::proto::v1::AttackEvent {
+            time_ms,
+            src_ip: vec![192, 0, 2, 1],
+            dst_ip: vec![192, 0, 2, 2],
+            dst_port: 22,
+            protocol: 6,
+            kind: 1,
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// What one drain measured.
+struct Drained {
+    /// From partition assignment until the ingest stage processed every
+    /// input message.
+    seconds: f64,
+    /// Rollups the merge stage published in all (the closing messages make
+    /// every window of the run final; the merge's lag after the ingest is
+    /// done is not in `seconds`).
+    rollups: u64,
+    /// From partition assignment until the last rollup was handed to the
+    /// producer: input drained and every window published.
+    published_seconds: f64,
+    /// How much this process's resident memory grew while the ingest drained
+    /// (peak, sampled every 100 ms).
+    rss_growth: u64,
+}
+
 /// Runs both stages until the ingest stage has processed `messages` input
-/// messages; returns the seconds from partition assignment to that point and
-/// how much this process's resident memory grew meanwhile (peak).
-fn drain(
-    settings: &rampart_pipeline::config::Settings,
-    messages: u64,
-) -> anyhow::Result<(f64, u64)> {
+/// messages (timed from partition assignment), then until the merge stage has
+/// published nothing for three checkpoint intervals plus 2 s.
+fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow::Result<Drained> {
     let rss_before = resident_bytes();
     let mut rss_peak = rss_before;
     let mut next_sample = Instant::now();
@@ -380,11 +476,47 @@ fn drain(
         }
         std::thread::sleep(Duration::from_millis(2));
     };
+    let quiet = Duration::from_millis(3 * settings.checkpoint_interval_ms.max(0) as u64 + 2_000);
+    let rollups = |c: &RunCounters| {
+        c.merge
+            .as_ref()
+            .map_or(0, |m| m.produced.load(Ordering::Relaxed))
+    };
+    let mut last = (0u64, Instant::now());
+    while result.is_some() && !handle.is_finished() && Instant::now() < deadline {
+        let now = rollups(
+            &counters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > quiet {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     shutdown.store(true, Ordering::Relaxed);
     let joined = handle
         .join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
     joined?;
-    let secs = result.context("rampart did not drain the topic (stopped or timed out)")?;
-    Ok((secs, rss_peak.saturating_sub(rss_before)))
+    let seconds = result.context("rampart did not drain the topic (stopped or timed out)")?;
+    let rollups = rollups(
+        &counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    let published_seconds = assigned_at.map_or(seconds, |t| {
+        last.1
+            .saturating_duration_since(t)
+            .as_secs_f64()
+            .max(seconds)
+    });
+    Ok(Drained {
+        seconds,
+        rollups,
+        published_seconds,
+        rss_growth: rss_peak.saturating_sub(rss_before),
+    })
 }

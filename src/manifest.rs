@@ -100,6 +100,8 @@ pub struct GenSpec {
     pub resight_share: f64,
     #[serde(default = "default_resight_delay_ms")]
     pub resight_delay_ms: i64,
+    #[serde(default)]
+    pub source_spread: f64,
 }
 
 fn default_resight_delay_ms() -> i64 {
@@ -124,6 +126,7 @@ impl From<&GenConfig> for GenSpec {
             future_share: c.future_share,
             resight_share: c.resight_share,
             resight_delay_ms: c.resight_delay_ms,
+            source_spread: c.source_spread,
             bursts: c.bursts.as_ref().map(|b| BurstSpec {
                 period_ms: b.period_ms,
                 duration_ms: b.duration_ms,
@@ -152,6 +155,7 @@ impl GenSpec {
             future_share: self.future_share,
             resight_share: self.resight_share,
             resight_delay_ms: self.resight_delay_ms,
+            source_spread: self.source_spread,
             bursts: self.bursts.as_ref().map(|b| BurstConfig {
                 period_ms: b.period_ms,
                 duration_ms: b.duration_ms,

@@ -413,6 +413,8 @@ fn from_json(j: &serde_json::Value, like: &Rollup) -> Rollup {
         top_rules: entries(&j["top_rules"]),
         first_seen_ms: i("first_seen_ms"),
         last_seen_ms: i("last_seen_ms"),
+        dst_ports_overflow: n("dst_ports_overflow"),
+        rules_overflow: n("rules_overflow"),
     }
 }
 

@@ -46,6 +46,9 @@ pub struct Aggregate {
     pub rules: Counts,
     /// (first, last) event time among unique events; `None` when there were none.
     pub seen: Option<(i64, i64)>,
+    /// Unique events cut from `dst_ports` / `rules` by the count-entry cap.
+    pub dst_ports_overflow: u64,
+    pub rules_overflow: u64,
 }
 
 /// Adds `from` into `into` (both sorted by value; the result is too).
@@ -159,6 +162,10 @@ impl Aggregate {
         add_counts(&mut self.dst_ports, &other.dst_ports);
         add_counts(&mut self.kinds, &other.kinds);
         add_counts(&mut self.rules, &other.rules);
+        self.dst_ports_overflow = self
+            .dst_ports_overflow
+            .saturating_add(other.dst_ports_overflow);
+        self.rules_overflow = self.rules_overflow.saturating_add(other.rules_overflow);
         self.seen = match (self.seen, other.seen) {
             (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
             (a, b) => a.or(b),
@@ -181,6 +188,8 @@ impl Aggregate {
             rules: counts_to_proto(&self.rules),
             first_seen_ms: first,
             last_seen_ms: last,
+            dst_ports_overflow: self.dst_ports_overflow,
+            rules_overflow: self.rules_overflow,
         }
     }
 
@@ -205,6 +214,8 @@ impl Aggregate {
             kinds: counts_from_proto(&p.kinds)?,
             rules: counts_from_proto(&p.rules)?,
             seen: (p.unique_events > 0).then_some((p.first_seen_ms, p.last_seen_ms)),
+            dst_ports_overflow: p.dst_ports_overflow,
+            rules_overflow: p.rules_overflow,
         })
     }
 
@@ -235,6 +246,8 @@ impl Aggregate {
             top_rules: top_k(&self.rules),
             first_seen_ms: first,
             last_seen_ms: last,
+            dst_ports_overflow: self.dst_ports_overflow,
+            rules_overflow: self.rules_overflow,
         }
     }
 }

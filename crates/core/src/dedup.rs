@@ -380,6 +380,34 @@ impl Dedup {
         true
     }
 
+    /// Changes the byte budget (a process budget divided anew among the
+    /// partitions a process owns). A larger one leaves room to grow; a smaller
+    /// one than the table's size evicts the oldest buckets early (counted in
+    /// `evicted_early_*`) and shrinks the shards until the table fits.
+    pub fn set_budget(&mut self, budget_bytes: usize) {
+        self.cfg.budget_bytes = budget_bytes.max(Self::MIN_BYTES);
+        loop {
+            for si in 0..self.shards.len() {
+                let Some(sh) = self.shards.get(si) else { break };
+                let need = (sh.len * LOAD_DEN / LOAD_NUM + 1).max(MIN_CAP);
+                if need >= sh.cap {
+                    continue;
+                }
+                if let Some(small) = sh.rebuilt(need) {
+                    let (old, new) = (sh.bytes() as u64, small.bytes() as u64);
+                    if let Some(slot) = self.shards.get_mut(si) {
+                        *slot = small;
+                    }
+                    self.stats.bytes = self.stats.bytes - old + new;
+                }
+            }
+            if self.stats.bytes as usize <= self.cfg.budget_bytes || self.stats.entries == 0 {
+                return;
+            }
+            self.evict_below(self.lo + 1, true);
+        }
+    }
+
     /// Grows shard `si` within the budget, else evicts the oldest bucket.
     /// Returns false when nothing could be done (table empty and the shard
     /// still cannot grow).

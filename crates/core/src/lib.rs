@@ -13,6 +13,7 @@
 //! the stage records, or a recorded idle advance).
 
 pub mod aggregate;
+pub mod budget;
 pub mod dedup;
 pub mod enrich;
 pub mod event;

@@ -23,6 +23,7 @@ use std::net::Ipv6Addr;
 
 use prost::Message;
 
+use crate::budget::{KeyBudget, OTHER_KEY_PREFIX, other_key};
 use crate::enrich::Enricher;
 use crate::event::EventView;
 use crate::fingerprint::{Field, FingerprintSpec};
@@ -152,6 +153,107 @@ struct Agg {
     rules: BTreeMap<u32, u64>,
     first: Option<i64>,
     last: Option<i64>,
+    ports_overflow: u64,
+    rules_overflow: u64,
+}
+
+impl Agg {
+    fn merge(&mut self, o: &Agg) {
+        self.raw += o.raw;
+        self.unique += o.unique;
+        self.dups += o.dups;
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.late += o.late;
+        self.sources.extend(o.sources.iter().copied());
+        for (m, from) in [
+            (&mut self.ports, &o.ports),
+            (&mut self.kinds, &o.kinds),
+            (&mut self.rules, &o.rules),
+        ] {
+            for (v, c) in from {
+                let e = m.entry(*v).or_default();
+                *e = e.saturating_add(*c);
+            }
+        }
+        self.first = match (self.first, o.first) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last = self.last.max(o.last);
+        self.ports_overflow = self.ports_overflow.saturating_add(o.ports_overflow);
+        self.rules_overflow = self.rules_overflow.saturating_add(o.rules_overflow);
+    }
+}
+
+/// Keeps the `keep` largest counts of `m` (ties: smaller value) and returns
+/// the sum of the others (the partial's count-entry cap).
+fn cap(m: &mut BTreeMap<u32, u64>, keep: usize) -> u64 {
+    let mut v: Vec<(u32, u64)> = m.iter().map(|(a, b)| (*a, *b)).collect();
+    v.sort_by_key(|&(value, count)| (std::cmp::Reverse(count), value));
+    let mut overflow = 0u64;
+    for &(value, count) in v.iter().skip(keep) {
+        overflow = overflow.saturating_add(count);
+        m.remove(&value);
+    }
+    overflow
+}
+
+/// Identity of an origin cell: (prefix key, country, ASN).
+type CellIdentity = (String, String, u32);
+
+/// One input partition's rows: (window, dimension, key) → origin country
+/// (empty outside the origin prefix and ASN dimensions) → aggregate.
+type PartitionRows = BTreeMap<(i64, i32, String), BTreeMap<String, Agg>>;
+
+/// Applies the roll-up budgets of one partition (`crate::budget`) and adds
+/// its rows into `aggs`: the top `publish_top_keys` prefixes and ASNs per
+/// window keep their key, the others go to `other:<country>`; every row's
+/// port and rule counts are capped at `count_entries`.
+fn publish_partition(
+    keys_budget: &KeyBudget,
+    rows: PartitionRows,
+    aggs: &mut BTreeMap<(i64, i32, String), Agg>,
+) {
+    let origin_dims = [Dimension::OriginAsn as i32, Dimension::OriginPrefix as i32];
+    // (window, dimension) → ranked keys kept.
+    let mut kept: BTreeMap<(i64, i32), BTreeSet<String>> = BTreeMap::new();
+    let mut totals: BTreeMap<(i64, i32), Vec<(u64, String)>> = BTreeMap::new();
+    for ((w, d, k), by_country) in &rows {
+        if origin_dims.contains(d) && !k.starts_with(OTHER_KEY_PREFIX) {
+            let n = by_country.values().map(|a| a.raw + a.late).sum();
+            totals.entry((*w, *d)).or_default().push((n, k.clone()));
+        }
+    }
+    for (wd, mut v) in totals {
+        v.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        kept.insert(
+            wd,
+            v.into_iter()
+                .take(keys_budget.publish_top_keys)
+                .map(|e| e.1)
+                .collect(),
+        );
+    }
+    let mut published: BTreeMap<(i64, i32, String), Agg> = BTreeMap::new();
+    for ((w, d, k), by_country) in rows {
+        for (country, a) in by_country {
+            let folded = origin_dims.contains(&d)
+                && !k.starts_with(OTHER_KEY_PREFIX)
+                && kept.get(&(w, d)).is_some_and(|set| !set.contains(&k));
+            let key = if folded {
+                other_key(&country)
+            } else {
+                k.clone()
+            };
+            published.entry((w, d, key)).or_default().merge(&a);
+        }
+    }
+    for (row, mut a) in published {
+        a.ports_overflow = cap(&mut a.ports, keys_budget.count_entries);
+        a.rules_overflow = cap(&mut a.rules, keys_budget.count_entries);
+        aggs.entry(row).or_default().merge(&a);
+    }
 }
 
 fn top(m: &BTreeMap<u32, u64>) -> Vec<TopEntry> {
@@ -163,7 +265,11 @@ fn top(m: &BTreeMap<u32, u64>) -> Vec<TopEntry> {
         .collect()
 }
 
-fn keys<E: Enricher + ?Sized>(e: &AttackEvent, enricher: &mut E) -> Vec<(Dimension, String)> {
+/// An event's (dimension, key) rows and its origin cell identity.
+fn keys<E: Enricher + ?Sized>(
+    e: &AttackEvent,
+    enricher: &mut E,
+) -> (Vec<(Dimension, String)>, CellIdentity) {
     let origin = enricher.origin(&e.src_ip);
     let country = origin.country_str().to_owned();
     let prefix = if e.src_ip.len() == 4 {
@@ -175,13 +281,39 @@ fn keys<E: Enricher + ?Sized>(e: &AttackEvent, enricher: &mut E) -> Vec<(Dimensi
     };
     let sector_id = enricher.sector(&e.dst_ip);
     let sector = enricher.sector_name(sector_id).to_owned();
-    vec![
+    let cell = (prefix.clone(), country.clone(), origin.asn);
+    let rows = vec![
         (Dimension::OriginCountry, country.clone()),
         (Dimension::OriginAsn, format!("AS{}", origin.asn)),
         (Dimension::OriginPrefix, prefix),
         (Dimension::TargetSector, sector.clone()),
         (Dimension::CountrySector, format!("{country}|{sector}")),
-    ]
+    ];
+    (rows, cell)
+}
+
+/// The rows of an event counted in window `w` of its partition: its origin
+/// prefix becomes `other:<country>` when its cell is not among the first
+/// `prefix_cells` of the window; each row carries the origin country where
+/// the roll-up budget splits by it.
+fn budgeted(
+    rows: Vec<(Dimension, String)>,
+    cell: CellIdentity,
+    admitted: &mut BTreeSet<CellIdentity>,
+    prefix_cells: usize,
+) -> Vec<(Dimension, String, String)> {
+    let country = cell.1.clone();
+    let fits = admitted.contains(&cell) || admitted.len() < prefix_cells;
+    if fits {
+        admitted.insert(cell);
+    }
+    rows.into_iter()
+        .map(|(d, k)| match d {
+            Dimension::OriginPrefix if !fits => (d, other_key(&country), country.clone()),
+            Dimension::OriginPrefix | Dimension::OriginAsn => (d, k, country.clone()),
+            _ => (d, k, String::new()),
+        })
+        .collect()
 }
 
 fn view(e: &AttackEvent) -> EventView<'_> {
@@ -222,6 +354,10 @@ pub fn run<E: Enricher + ?Sized>(
     let mut final_before: Option<i64> = Some(i64::MAX);
 
     for (pi, items) in partitions.iter().enumerate() {
+        let mut rows: PartitionRows = BTreeMap::new();
+        // window → origin cells admitted (in event order).
+        let mut admitted: BTreeMap<i64, BTreeSet<CellIdentity>> = BTreeMap::new();
+        let prefix_cells = cfg.keys.prefix_cells;
         let mut head: Option<i64> = None;
         // identity -> bucket of first sighting; bucket -> identities
         let mut remembered: BTreeMap<Vec<Value>, i64> = BTreeMap::new();
@@ -271,14 +407,17 @@ pub fn run<E: Enricher + ?Sized>(
                 }
                 out.totals.events += 1;
                 let t = e.time_ms;
-                let ks = keys(e, enricher);
+                let (ks, cell) = keys(e, enricher);
                 let watermark = head.map(|h| h - cfg.window.out_of_orderness_ms);
                 let late =
                     watermark.is_some_and(|w| win(t) + size + cfg.window.allowed_lateness_ms <= w);
                 if let (true, Some(h)) = (late, head) {
                     out.totals.late += 1;
-                    for (d, k) in ks {
-                        aggs.entry((win(h), d as i32, k)).or_default().late += 1;
+                    let w = win(h);
+                    let cells = admitted.entry(w).or_default();
+                    for (d, k, c) in budgeted(ks, cell, cells, prefix_cells) {
+                        let row = rows.entry((w, d as i32, k)).or_default();
+                        row.entry(c).or_default().late += 1;
                     }
                     continue;
                 }
@@ -308,8 +447,10 @@ pub fn run<E: Enricher + ?Sized>(
                 } else {
                     out.totals.unique += 1;
                 }
-                for (d, k) in ks {
-                    let a = aggs.entry((win(t), d as i32, k)).or_default();
+                let cells = admitted.entry(win(t)).or_default();
+                for (d, k, c) in budgeted(ks, cell, cells, prefix_cells) {
+                    let row = rows.entry((win(t), d as i32, k)).or_default();
+                    let a = row.entry(c).or_default();
                     a.raw += 1;
                     if dup {
                         a.dups += 1;
@@ -328,6 +469,7 @@ pub fn run<E: Enricher + ?Sized>(
                 head = Some(head.map_or(t, |h| h.max(t)));
             }
         }
+        publish_partition(&cfg.keys, rows, &mut aggs);
         // This partition's closed_before at the end of its input.
         let closed_before = if flush_all {
             Some(i64::MAX)
@@ -371,6 +513,8 @@ pub fn run<E: Enricher + ?Sized>(
             top_rules: top(&a.rules),
             first_seen_ms: a.first.unwrap_or(0),
             last_seen_ms: a.last.unwrap_or(0),
+            dst_ports_overflow: a.ports_overflow,
+            rules_overflow: a.rules_overflow,
         });
     }
     out

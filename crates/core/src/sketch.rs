@@ -91,6 +91,19 @@ impl SourceSketch {
         }
     }
 
+    /// The sketch of a set of hashes (any order, repeats allowed): the same
+    /// as inserting each, without the per-insert work.
+    pub fn from_hashes(mut hashes: Vec<u64>) -> Self {
+        hashes.sort_unstable();
+        hashes.dedup();
+        let repr = if hashes.len() <= EXACT_LIMIT {
+            Repr::Exact(hashes)
+        } else {
+            Repr::Dense(dense_from(&hashes))
+        };
+        SourceSketch { repr }
+    }
+
     /// Adds one hash (see `source_hash`).
     pub fn insert_hash(&mut self, h: u64) {
         match &mut self.repr {

@@ -113,3 +113,41 @@ proptest! {
         prop_assert_eq!(d.stats().entries, m.map.len() as u64);
     }
 }
+
+/// `set_budget` below the table's size (a process budget re-divided after a
+/// failover): the oldest buckets go first, counted, and the table shrinks
+/// under the new budget.
+#[test]
+fn a_lowered_budget_evicts_oldest_first_and_shrinks_the_table() {
+    let fp = |b: u64, i: u64| {
+        (u128::from(xxhash_rust::xxh3::xxh3_64(
+            &(b * 1_000_000 + i).to_le_bytes(),
+        )) << 64)
+            | 1
+    };
+    let mut d = Dedup::new(DedupConfig {
+        horizon_ms: 1_000_000,
+        bucket_ms: 1000,
+        budget_bytes: 64 << 20,
+    });
+    // 20 buckets of 20 000 fingerprints each.
+    for b in 0..20u64 {
+        for i in 0..20_000u64 {
+            d.check_insert(fp(b, i), b as i64 * 1000);
+        }
+    }
+    let before = d.stats();
+    assert_eq!(before.entries, 400_000);
+    d.set_budget(2 << 20);
+    let after = d.stats();
+    assert!(after.bytes <= 2 << 20, "{after:?}");
+    assert!(
+        after.entries < before.entries && after.entries > 0,
+        "{after:?}"
+    );
+    assert_eq!(after.evicted_early_entries, before.entries - after.entries);
+    // What is left is the newest buckets: the newest fingerprint is still a
+    // duplicate, the oldest is new again.
+    assert!(d.check_insert(fp(19, 7), 19_000));
+    assert!(!d.check_insert(fp(0, 7), 19_500));
+}

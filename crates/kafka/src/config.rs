@@ -52,6 +52,8 @@ pub const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("acks", "all"),
     ("compression.type", "lz4"),
     ("linger.ms", "5"),
+    // At most 256 MiB queued (librdkafka: 1 GiB); when full, `send` waits.
+    ("queue.buffering.max.kbytes", "262144"),
 ];
 
 const PRODUCER_PROTECTED: &[(&str, &str, &str)] = &[

@@ -21,6 +21,10 @@ pub const HEADER_ERROR: &str = "rampart.error";
 pub const HEADER_REJECTED: &str = "rampart.rejected";
 /// Header (per-event dead letters): how many events the payload holds (decimal).
 pub const HEADER_EVENTS: &str = "rampart.events";
+/// `rampart.reason` of a dead letter written as coordinates only: the
+/// original record with rampart's headers would exceed the producer's
+/// `message.max.bytes`.
+pub const REASON_PAYLOAD_TOO_LARGE: &str = "payload_too_large";
 /// Longest `rampart.rejected` value written (bytes).
 pub const MAX_REJECTED_HEADER: usize = 1024;
 
@@ -111,6 +115,52 @@ impl DlqRecord {
             });
         record.payload = Some(payload);
         record
+    }
+
+    /// The dead letter of `message` as coordinates only: no key, no payload,
+    /// none of its headers; `rampart.reason` = [`REASON_PAYLOAD_TOO_LARGE`],
+    /// the provenance headers and `error`. For a dead letter that would not
+    /// fit the producer's `message.max.bytes`.
+    pub fn coordinates_only<M: Message>(message: &M, error: &str) -> Self {
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: HEADER_REASON,
+                value: Some(REASON_PAYLOAD_TOO_LARGE),
+            })
+            .insert(Header {
+                key: HEADER_SOURCE_TOPIC,
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: HEADER_SOURCE_PARTITION,
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: HEADER_SOURCE_OFFSET,
+                value: Some(&offset),
+            })
+            .insert(Header {
+                key: HEADER_ERROR,
+                value: Some(error),
+            });
+        DlqRecord {
+            key: None,
+            payload: None,
+            headers,
+        }
+    }
+
+    /// What librdkafka counts against `message.max.bytes` for this record:
+    /// key, payload and every header's name and value.
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum();
+        self.key.as_ref().map_or(0, Vec::len) + self.payload.as_ref().map_or(0, Vec::len) + headers
     }
 
     /// A record for a `BaseProducer` (or the `ThreadedProducer`) to `topic`.
@@ -224,6 +274,43 @@ mod tests {
         );
         let first = record.headers.iter().next().unwrap();
         assert_eq!((first.key, first.value), ("trace", Some(&b"abc"[..])));
+    }
+
+    #[test]
+    fn coordinates_only_dead_letter_keeps_no_record_bytes() {
+        let msg = OwnedMessage::new(
+            Some(vec![0xff; 5000]),
+            Some(b"key".to_vec()),
+            "attacks.raw".into(),
+            Timestamp::CreateTime(1),
+            3,
+            42,
+            Some(OwnedHeaders::new().insert(Header {
+                key: "trace",
+                value: Some("abc"),
+            })),
+        );
+        let whole = DlqRecord::new(&msg, "malformed_protobuf", "bad");
+        // Hand count: key, payload, "trace"+"abc", then rampart's five headers.
+        let rampart_headers = "rampart.reason".len()
+            + "malformed_protobuf".len()
+            + "rampart.source.topic".len()
+            + "attacks.raw".len()
+            + "rampart.source.partition".len()
+            + 1
+            + "rampart.source.offset".len()
+            + 2
+            + "rampart.error".len()
+            + 3;
+        assert_eq!(whole.size(), 3 + 5000 + 8 + rampart_headers);
+        let rec = DlqRecord::coordinates_only(&msg, "too large");
+        assert!(rec.key.is_none() && rec.payload.is_none());
+        let h = DlqHeaders::from_message(&msg.clone().replace_headers(Some(rec.headers.clone())));
+        assert_eq!(h.reason.as_deref(), Some(REASON_PAYLOAD_TOO_LARGE));
+        assert_eq!((h.source_partition, h.source_offset), (Some(3), Some(42)));
+        assert_eq!(h.source_topic.as_deref(), Some("attacks.raw"));
+        assert!(rec.headers.iter().all(|x| x.key.starts_with("rampart.")));
+        assert!(rec.size() < 200, "{}", rec.size());
     }
 
     #[test]

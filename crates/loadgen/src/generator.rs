@@ -14,7 +14,9 @@ use crate::rng::{Alias, Prob, Rng, mix64};
 use crate::world::World;
 
 mod config;
+mod scan;
 pub use config::{BurstConfig, FUTURE_SKEW_MS, GenConfig};
+use scan::PrefixScan;
 
 /// What a burst spikes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +125,9 @@ pub struct Generator {
     p_burst: Prob,
     p_future: Prob,
     p_resight: Prob,
+    p_spread: Prob,
+    /// The scanning botnet's sources (`GenConfig::source_spread`).
+    scan: PrefixScan,
 }
 
 const KINDS: [AttackKind; 4] = [
@@ -165,6 +170,8 @@ impl Generator {
             p_burst: Prob::new(cfg.bursts.as_ref().map(|b| b.share).unwrap_or(0.0)),
             p_future: Prob::new(cfg.future_share),
             p_resight: Prob::new(cfg.resight_share),
+            p_spread: Prob::new(cfg.source_spread),
+            scan: PrefixScan::new(&world),
             world,
             cfg,
         })
@@ -309,11 +316,15 @@ impl Generator {
         let Some(country) = countries.get(ci).or_else(|| countries.first()) else {
             unreachable_world()
         };
-        let rank = country.sample_rank(rng);
-        let v6 = rng.chance(self.p_v6) && !country.v6.is_empty();
-        let src_ip = match country.v6_source(rank) {
-            Some(a) if v6 => IpBytes::v6(a),
-            _ => IpBytes::v4(country.v4_source(rank)),
+        let src_ip = if rng.chance(self.p_spread) {
+            IpBytes::v4(self.scan.next_source(&world, rng))
+        } else {
+            let rank = country.sample_rank(rng);
+            let v6 = rng.chance(self.p_v6) && !country.v6.is_empty();
+            match country.v6_source(rank) {
+                Some(a) if v6 => IpBytes::v6(a),
+                _ => IpBytes::v4(country.v4_source(rank)),
+            }
         };
 
         let kind_i = self.kind_alias.sample(rng);

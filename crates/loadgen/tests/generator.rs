@@ -592,3 +592,58 @@ fn duration_limit_bounds_event_time() {
     assert_eq!(s.generator().stats().events, 150_000, "3 s at 50 k/s");
     assert!(recs.iter().all(|r| r.timestamp_ms <= epoch + 3_000 + 5));
 }
+
+/// `source_spread = 1`: originals walk the world's /24s, so N originals with
+/// N below the world's /24 count come from N distinct /24s, each a /24 of the
+/// world (its enricher knows the country); the default Zipf mix repeats /24s.
+#[test]
+fn source_spread_walks_every_slash24_once() {
+    use rampart_core::enrich::Enricher;
+    let spread = GenConfig {
+        source_spread: 1.0,
+        duplicate_rate: 0.0,
+        late_fraction: 0.0,
+        ..quiet()
+    };
+    let n = 20_000u64;
+    let slash24s = |cfg: GenConfig| {
+        let (recs, _, _) = run(cfg, RecordConfig::default(), n);
+        let evs = decode_all(&recs);
+        assert_eq!(evs.len() as u64, n);
+        let v4: Vec<Vec<u8>> = evs
+            .iter()
+            .filter(|(e, _)| e.src_ip.len() == 4)
+            .map(|(e, _)| e.src_ip[..3].to_vec())
+            .collect();
+        (v4.len(), v4.into_iter().collect::<HashSet<_>>().len(), evs)
+    };
+    let (v4, distinct, evs) = slash24s(spread.clone());
+    assert_eq!(v4 as u64, n, "a scanning botnet is IPv4");
+    assert_eq!(distinct as u64, n, "each /24 once per pass");
+    let w = world();
+    let mut enricher = w.enricher();
+    assert!(
+        evs.iter()
+            .all(|(e, _)| enricher.origin(&e.src_ip).country_str() != "ZZ"),
+        "every scanned /24 belongs to a country of the world"
+    );
+    let (_, concentrated, _) = slash24s(GenConfig {
+        duplicate_rate: 0.0,
+        late_fraction: 0.0,
+        ..quiet()
+    });
+    assert!(
+        concentrated * 2 < distinct,
+        "Zipf sources repeat /24s: {concentrated} distinct of {n}"
+    );
+    // Same seed, same stream.
+    assert_eq!(slash24s(spread).2, evs);
+    assert!(
+        GenConfig {
+            source_spread: 1.5,
+            ..quiet()
+        }
+        .check()
+        .is_err()
+    );
+}

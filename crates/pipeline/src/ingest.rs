@@ -21,6 +21,7 @@ use rustc_hash::FxHashMap;
 use tracing::{debug, warn};
 
 use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying, RestorePolicy};
+use crate::memory::MemoryShare;
 use crate::records::{OutRecord, dead_letter, events_dead_letter, partials_hash};
 use crate::stage::{Handler, Refused, Start};
 use crate::telemetry::IngestMetrics;
@@ -70,6 +71,8 @@ fn wall_ms() -> i64 {
 pub(crate) struct IngestWiring {
     pub(crate) partials_topic: Arc<str>,
     pub(crate) dlq_topic: Arc<str>,
+    /// The largest record the producer writes (`records::max_record_bytes`).
+    pub(crate) max_record_bytes: usize,
     /// The partition counts routed by, and what a refused checkpoint does.
     pub(crate) restore: RestorePolicy,
     pub(crate) idle_timeout_ms: i64,
@@ -84,6 +87,10 @@ pub(crate) struct IngestHandler<E: Enricher + Send + 'static> {
     /// Per partials partition: the batch being filled.
     batches: Vec<PartialBatch>,
     metrics: IngestMetrics,
+    /// The process memory budget and this thread's index in it, if set.
+    memory: Option<(Arc<MemoryShare>, usize)>,
+    /// The per-partition dedup budget last applied.
+    dedup_budget: Option<usize>,
 }
 
 impl<E: Enricher + Send + 'static> IngestHandler<E> {
@@ -92,6 +99,7 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
         wiring: IngestWiring,
         enricher: E,
         metrics: IngestMetrics,
+        memory: Option<(Arc<MemoryShare>, usize)>,
     ) -> Self {
         let batches = (0..wiring.restore.topology.partials_partitions.max(1))
             .map(|_| PartialBatch::default())
@@ -104,15 +112,44 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             partials: Vec::new(),
             batches,
             metrics,
+            memory,
+            dedup_budget: None,
         }
     }
 
+    /// Tells the process budget how many partitions this thread owns now.
+    fn note_owned(&self) {
+        if let Some((share, thread)) = &self.memory {
+            share.set_owned(*thread, self.partitions.len());
+        }
+    }
+
+    /// Applies the process budget's current dedup share to every partition
+    /// when it changed (partitions moved in this or another thread).
+    fn apply_memory_share(&mut self) {
+        let Some((share, _)) = &self.memory else {
+            return;
+        };
+        let budget = share.dedup_budget();
+        if self.dedup_budget == Some(budget) {
+            return;
+        }
+        for part in self.partitions.values_mut() {
+            part.state.core.set_dedup_budget(budget);
+        }
+        self.dedup_budget = Some(budget);
+        self.metrics.memory_share(budget, share.owned());
+    }
+
     fn new_core(&self, partition: i32, resume: Option<&ResumePoint>) -> PartitionIngest {
-        let (config, index, count) = (
+        let (mut config, index, count) = (
             self.config.clone(),
             partition as u32,
             self.wiring.restore.topology.input_partitions,
         );
+        if let Some((share, _)) = &self.memory {
+            config.dedup.budget_bytes = share.dedup_budget();
+        }
         match resume {
             Some(resume) => PartitionIngest::resume(config, index, count, resume),
             None => PartitionIngest::new(config, index, count),
@@ -125,10 +162,13 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             return;
         };
         self.partials.clear();
+        let budget_before = part.state.core.budget_stats();
         let marker = part
             .state
             .core
             .take_closed(&self.enricher, &mut self.partials);
+        self.metrics
+            .budget(budget_before, part.state.core.budget_stats());
         if self.partials.is_empty() && marker.is_none() {
             return;
         }
@@ -179,7 +219,7 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             let mut size = 0;
             for p in pending.partials {
                 let len = p.encoded_len();
-                if size > 0 && size + len > MAX_PARTIALS_MESSAGE {
+                if size > 0 && size + len > self.wiring.max_record_bytes.min(MAX_PARTIALS_MESSAGE) {
                     out.push(partials_record(&self.wiring.partials_topic, i, &piece));
                     piece.partials.clear();
                     size = 0;
@@ -236,11 +276,13 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
         });
         let fetch_from = part.next_offset();
         self.partitions.insert(partition, part);
+        self.note_owned();
         Ok(Start { fetch_from })
     }
 
     fn revoke(&mut self, partition: i32) {
         self.partitions.remove(&partition);
+        self.note_owned();
     }
 
     fn process(
@@ -285,6 +327,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
                             msg,
                             rejected,
                             describe(first),
+                            self.wiring.max_record_bytes,
                         ));
                     }
                 }
@@ -297,6 +340,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
                         msg,
                         rejection.as_str(),
                         describe(rejection),
+                        self.wiring.max_record_bytes,
                     ));
                 }
             }
@@ -320,6 +364,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
     }
 
     fn tick(&mut self, now: Instant, out: &mut Vec<OutRecord>) {
+        self.apply_memory_share();
         let idle_timeout = self.wiring.idle_timeout_ms.max(1) as u128;
         // The ingest clock: a new entry per partition once the wall clock is a
         // step ahead of the last one, from the next offset on (never while the
@@ -418,6 +463,7 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
 
     fn reset(&mut self) {
         self.partitions.clear();
+        self.note_owned();
         for b in &mut self.batches {
             *b = PartialBatch::default();
         }

@@ -29,6 +29,7 @@ mod health;
 pub mod http;
 mod ingest;
 mod log_budget;
+mod memory;
 mod merge;
 mod observer;
 pub mod records;
@@ -310,15 +311,28 @@ pub fn run(
         let wiring = IngestWiring {
             partials_topic: cfg.topics.partials.as_str().into(),
             dlq_topic: cfg.topics.dlq.as_str().into(),
+            max_record_bytes: records::max_record_bytes(&cfg.kafka.client),
             restore: restore(false),
             idle_timeout_ms: settings.idle_timeout_ms,
         };
         let n = match cfg.processing.ingest_threads {
-            0 => std::thread::available_parallelism()
-                .map_or(1, usize::from)
+            0 => cfg
+                .processing
+                .threads()
                 .min(topology.input_partitions.max(1) as usize),
             n => n,
         };
+        let memory = settings.memory_budget.map(|budget| {
+            let stage_threads = n + usize::from(matches!(role, Role::Both));
+            let queues = memory::queue_bytes(&cfg.kafka.client, stage_threads);
+            let cells = config::parse_bytes(&cfg.keys.memory).unwrap_or(0);
+            info!(
+                budget_mib = budget >> 20,
+                queues_mib = queues >> 20,
+                "process memory budget: librdkafka queues first, the rest divided among owned partitions"
+            );
+            Arc::new(memory::MemoryShare::new(budget, queues, cells, n))
+        });
         info!(input_topic = %cfg.topics.input, ?wiring, threads = n, "starting ingest stage");
         // Every thread is its own group member; they share one set of
         // counters and one telemetry.
@@ -331,6 +345,7 @@ pub fn run(
                 wiring.clone(),
                 enricher.clone(),
                 IngestMetrics::new(),
+                memory.clone().map(|share| (share, i)),
             );
             parts.push((
                 StageSettings {

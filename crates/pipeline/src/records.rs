@@ -23,15 +23,45 @@ pub struct OutRecord {
     pub headers: Option<OwnedHeaders>,
 }
 
-/// A dead letter: the original key, payload and headers, plus `rampart.*`
-/// headers saying why and where from.
-pub(crate) fn dead_letter(
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Room left under `message.max.bytes` for the record batch and record
+/// overhead the broker counts on top of what librdkafka checks.
+const RECORD_OVERHEAD: usize = 1024;
+
+/// The largest record (key + payload + headers) the stages write: the
+/// producer's `message.max.bytes` (rampart's client settings, else
+/// librdkafka's default) less the batch overhead.
+pub(crate) fn max_record_bytes(client: &rampart_kafka::Overrides) -> usize {
+    client
+        .get("message.max.bytes")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+        .saturating_sub(RECORD_OVERHEAD)
+}
+
+/// `rec` as an output record, or, when it would exceed `limit` bytes, the
+/// message's coordinates only (`payload_too_large`): the producer would
+/// refuse the record on every retry.
+fn fitted(
     topic: &Arc<str>,
     msg: &BorrowedMessage<'_>,
+    rec: rampart_kafka::DlqRecord,
     reason: &str,
-    detail: &str,
+    limit: usize,
 ) -> OutRecord {
-    let rec = rampart_kafka::DlqRecord::new(msg, reason, detail);
+    let rec = if rec.size() > limit {
+        let detail = format!(
+            "the dead letter ({reason}) of this {} byte record would be {} bytes, over the \
+             producer's limit of {limit}; the record stays in its topic at these coordinates",
+            msg.payload_len(),
+            rec.size()
+        );
+        rampart_kafka::DlqRecord::coordinates_only(msg, &detail)
+    } else {
+        rec
+    };
     OutRecord {
         topic: topic.clone(),
         partition: None,
@@ -39,6 +69,20 @@ pub(crate) fn dead_letter(
         payload: rec.payload,
         headers: Some(rec.headers),
     }
+}
+
+/// A dead letter: the original key, payload and headers, plus `rampart.*`
+/// headers saying why and where from (coordinates only when that would
+/// exceed `limit`).
+pub(crate) fn dead_letter(
+    topic: &Arc<str>,
+    msg: &BorrowedMessage<'_>,
+    reason: &str,
+    detail: &str,
+    limit: usize,
+) -> OutRecord {
+    let rec = rampart_kafka::DlqRecord::new(msg, reason, detail);
+    fitted(topic, msg, rec, reason, limit)
 }
 
 /// The dead letter of a message's rejected events (the others were
@@ -50,6 +94,7 @@ pub(crate) fn events_dead_letter(
     msg: &BorrowedMessage<'_>,
     rejected: &[(u32, Rejection)],
     detail: &str,
+    limit: usize,
 ) -> OutRecord {
     let indexes: Vec<u32> = rejected.iter().map(|&(index, _)| index).collect();
     // The payload decoded a moment ago, so selecting from it cannot fail.
@@ -60,13 +105,8 @@ pub(crate) fn events_dead_letter(
         .map(|&(index, rejection)| (index, rejection.as_str()))
         .collect();
     let rec = rampart_kafka::DlqRecord::for_events(msg, payload, &named, detail);
-    OutRecord {
-        topic: topic.clone(),
-        partition: None,
-        key: rec.key,
-        payload: rec.payload,
-        headers: Some(rec.headers),
-    }
+    let reason = named.first().map_or("", |r| r.1);
+    fitted(topic, msg, rec, reason, limit)
 }
 
 /// Stable hash routing a `dimension/key` to a partials partition.

@@ -5,10 +5,11 @@
 //!    untouched; events invalid against the trusted now are rejected one by
 //!    one and skipped by the later phases;
 //! 2. cell keys, lateness and head progression (none depends on dedup
-//!    outcomes); late events are counted at once, the others fingerprinted;
+//!    outcomes); late events are noted with their window, the others
+//!    fingerprinted;
 //! 3. dedup, one run of events sharing a dedup expiry state at a time;
-//! 4. resolve the cells of every counted event (windows and cells are created
-//!    in event order);
+//! 4. resolve the cells of every late and counted event (windows and cells
+//!    are created, and the key budget taken, in event order);
 //! 5. update the cells, `CELL_GROUP` events at a time: first load what the
 //!    updates read, then update.
 
@@ -55,7 +56,9 @@ pub(super) struct BatchScratch {
     duplicates: Vec<bool>,
     /// Runs of counted events sharing one dedup expiry state.
     expiry_runs: Vec<ExpiryRun>,
-    /// Counted events with their resolved cells, in event order.
+    /// Late events: index in the batch and the window they count in.
+    late: Vec<(u32, i64)>,
+    /// Late and counted events with their resolved cells, in event order.
     pending: Vec<Pending>,
 }
 
@@ -67,15 +70,23 @@ struct ExpiryRun {
     watermark: Option<i64>,
 }
 
-/// A counted event whose cells are resolved but not yet updated.
+/// How an event counts in its cells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counted {
+    Unique,
+    Duplicate,
+    Late,
+}
+
+/// An event whose cells are resolved but not yet updated.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
     /// Index in the batch.
     event: u32,
-    duplicate: bool,
+    counted: Counted,
     window: i64,
     ids: CellIds,
-    /// `source_hash` of the source address (0 for a duplicate: unused).
+    /// `source_hash` of the source address (0 when not unique: unused).
     source_hash: u64,
 }
 
@@ -150,14 +161,7 @@ impl PartitionIngest {
         };
         let mut scratch = std::mem::take(&mut self.scratch);
         self.addresses.touch_all(views);
-        self.key_and_fingerprint(
-            views,
-            offset,
-            head_before,
-            enricher,
-            &mut scratch,
-            &mut stats,
-        );
+        self.key_and_fingerprint(views, enricher, &mut scratch, &mut stats);
         self.deduplicate(&mut scratch);
         self.resolve_cells(views, offset, head_before, &mut scratch, &mut stats);
         self.update_cells(views, &scratch.pending);
@@ -171,13 +175,12 @@ impl PartitionIngest {
     fn key_and_fingerprint<E: Enricher + ?Sized>(
         &mut self,
         views: &[EventView<'_>],
-        offset: i64,
-        head_before: Option<i64>,
         enricher: &mut E,
         scratch: &mut BatchScratch,
         stats: &mut BatchStats,
     ) {
         scratch.cell_keys.clear();
+        scratch.late.clear();
         scratch.counted.clear();
         scratch.fingerprints.clear();
         scratch.event_times.clear();
@@ -214,7 +217,15 @@ impl PartitionIngest {
             if let Some(head) = self.head {
                 let current_watermark = head.saturating_sub(out_of_orderness);
                 if window.saturating_add(size).saturating_add(lateness) <= current_watermark {
-                    self.count_late(head, cell_key, offset, head_before, stats);
+                    // Counts in the partition's current window (the window
+                    // of `head`), unless that was emitted before a resume.
+                    stats.late += 1;
+                    let current = window_start(head, size);
+                    if current < self.emitted_before {
+                        stats.replayed_into_emitted += 1;
+                    } else {
+                        scratch.late.push((index as u32, current));
+                    }
                     continue;
                 }
                 watermark = Some(current_watermark);
@@ -235,32 +246,6 @@ impl PartitionIngest {
                 .push(self.fingerprinter.fingerprint(event));
             scratch.event_times.push(time_ms);
             self.head = Some(self.head.map_or(time_ms, |h| h.max(time_ms)));
-        }
-    }
-
-    /// A late event counts in its partition's current window (the window of
-    /// `head`), unless that window was already emitted before a resume.
-    fn count_late(
-        &mut self,
-        head: i64,
-        (origin_key, sector_key): (OriginKey, u32),
-        offset: i64,
-        head_before: Option<i64>,
-        stats: &mut BatchStats,
-    ) {
-        stats.late += 1;
-        let current = window_start(head, self.cfg.window.size());
-        if current < self.emitted_before {
-            stats.replayed_into_emitted += 1;
-            return;
-        }
-        if let Some((origin_cell, sector_cell)) = self
-            .windows
-            .open(current, offset, head_before)
-            .and_then(|cells| cells.cells_mut(origin_key, sector_key))
-        {
-            origin_cell.core.add_late();
-            sector_cell.core.add_late();
         }
     }
 
@@ -292,8 +277,9 @@ impl PartitionIngest {
         }
     }
 
-    /// Phase 4: the cells of every counted event and its source hash; notes
-    /// dedup buckets and counts unique and duplicate events.
+    /// Phase 4: the cells of every late and counted event, in event order,
+    /// and the source hash of unique ones; notes dedup buckets and counts
+    /// unique and duplicate events.
     fn resolve_cells(
         &mut self,
         views: &[EventView<'_>],
@@ -304,7 +290,20 @@ impl PartitionIngest {
     ) {
         scratch.pending.clear();
         let size = self.cfg.window.size();
+        let prefix_cells = self.cfg.keys.prefix_cells;
+        let late_events = std::mem::take(&mut scratch.late);
+        let mut late = late_events.iter().copied().peekable();
         for (&index, &duplicate) in scratch.counted.iter().zip(&scratch.duplicates) {
+            while let Some((late_index, window)) = late.next_if(|l| l.0 < index) {
+                self.resolve_late(
+                    late_index,
+                    window,
+                    offset,
+                    head_before,
+                    &mut scratch.pending,
+                    &scratch.cell_keys,
+                );
+            }
             let (Some(event), Some(&(origin_key, sector_key))) = (
                 views.get(index as usize),
                 scratch.cell_keys.get(index as usize),
@@ -329,7 +328,7 @@ impl PartitionIngest {
             let Some(cells) = self.windows.open(window, offset, head_before) else {
                 continue;
             };
-            let ids = cells.ids(origin_key, sector_key);
+            let ids = cells.ids(origin_key, sector_key, prefix_cells);
             let source_hash = if duplicate {
                 0
             } else {
@@ -337,10 +336,51 @@ impl PartitionIngest {
             };
             scratch.pending.push(Pending {
                 event: index,
-                duplicate,
+                counted: if duplicate {
+                    Counted::Duplicate
+                } else {
+                    Counted::Unique
+                },
                 window,
                 ids,
                 source_hash,
+            });
+        }
+        for (late_index, window) in late {
+            self.resolve_late(
+                late_index,
+                window,
+                offset,
+                head_before,
+                &mut scratch.pending,
+                &scratch.cell_keys,
+            );
+        }
+        scratch.late = late_events;
+    }
+
+    /// The cells of late event `index`, counting in `window`.
+    fn resolve_late(
+        &mut self,
+        index: u32,
+        window: i64,
+        offset: i64,
+        head_before: Option<i64>,
+        pending: &mut Vec<Pending>,
+        cell_keys: &[(OriginKey, u32)],
+    ) {
+        let Some(&(origin_key, sector_key)) = cell_keys.get(index as usize) else {
+            return;
+        };
+        let prefix_cells = self.cfg.keys.prefix_cells;
+        if let Some(cells) = self.windows.open(window, offset, head_before) {
+            let ids = cells.ids(origin_key, sector_key, prefix_cells);
+            pending.push(Pending {
+                event: index,
+                counted: Counted::Late,
+                window,
+                ids,
+                source_hash: 0,
             });
         }
     }
@@ -355,7 +395,7 @@ impl PartitionIngest {
                     touched ^= cells.touch_cells(event.ids);
                 }
             }
-            for event in group.iter().filter(|p| !p.duplicate) {
+            for event in group.iter().filter(|p| p.counted == Counted::Unique) {
                 let (Some(view), Some(cells)) = (
                     views.get(event.event as usize),
                     self.windows.cells(event.window),
@@ -376,15 +416,22 @@ impl PartitionIngest {
                 else {
                     continue;
                 };
-                if event.duplicate {
-                    origin_cell.core.add_duplicate();
-                    sector_cell.core.add_duplicate();
-                } else {
-                    let unique = unique_of(view);
-                    origin_cell.core.add_unique(&unique);
-                    sector_cell.core.add_unique(&unique);
-                    origin_cell.add_source(view.src_ip, event.source_hash);
-                    sector_cell.sources.insert_hash(event.source_hash);
+                match event.counted {
+                    Counted::Late => {
+                        origin_cell.core.add_late();
+                        sector_cell.core.add_late();
+                    }
+                    Counted::Duplicate => {
+                        origin_cell.core.add_duplicate();
+                        sector_cell.core.add_duplicate();
+                    }
+                    Counted::Unique => {
+                        let unique = unique_of(view);
+                        origin_cell.core.add_unique(&unique);
+                        sector_cell.core.add_unique(&unique);
+                        origin_cell.add_source(view.src_ip, event.source_hash);
+                        sector_cell.sources.insert_hash(event.source_hash);
+                    }
                 }
             }
         }

@@ -15,19 +15,25 @@
 //! receives tens to thousands of events per window and a sector cell thousands,
 //! so a window close costs a small fraction of the per-event work.
 //!
-//! Count maps are open-addressing tables (`CountTable`); the roll-up gathers
-//! their entries into bags and sorts each bag once per output row.
+//! A window admits at most `KeyBudget::prefix_cells` origin cells; an event
+//! of a further prefix counts in its origin's `other` cell (key prefix
+//! [`OTHER_PREFIX`]), so memory stays bounded and totals exact
+//! (`crate::budget`).
+//!
+//! Count maps are open-addressing tables (`CountTable`); the roll-up
+//! (`rollup.rs`) gathers their entries into bags and sorts each bag once per
+//! output row.
 
 use rustc_hash::FxHashMap;
 
-use crate::aggregate::counts_from_bag;
-use crate::enrich::Origin;
-use crate::proto::v1::Dimension;
-use crate::proto::v1::internal as pb;
 use crate::sketch::{SourceSet, SourceSketch, source_hash};
 
 /// Tag bit of an IPv6 prefix in `OriginKey::prefix`.
 pub(super) const V6_TAG: u64 = 1 << 63;
+
+/// `OriginKey::prefix` of an origin's `other` cell: the events of prefixes
+/// beyond the window's budget.
+pub(super) const OTHER_PREFIX: u64 = 1 << 62;
 
 /// Key of an origin cell.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -43,7 +49,7 @@ pub(super) fn sector_key(country: [u8; 2], sector: u16) -> u32 {
     (u32::from(country[0]) << 24) | (u32::from(country[1]) << 16) | u32::from(sector)
 }
 
-fn sector_key_parts(k: u32) -> ([u8; 2], u16) {
+pub(super) fn sector_key_parts(k: u32) -> ([u8; 2], u16) {
     let [c0, c1, s0, s1] = k.to_be_bytes();
     ([c0, c1], u16::from_be_bytes([s0, s1]))
 }
@@ -124,30 +130,30 @@ impl CountTable {
         }
     }
 
-    fn extend_bag(&self, bag: &mut Vec<(u32, u64)>) {
+    pub(super) fn extend_bag(&self, bag: &mut Vec<(u32, u64)>) {
         bag.extend(self.slots.iter().copied().filter(|e| e.1 != 0));
     }
 }
 
 /// Known `AttackKind` numbers are counted in an array (validation admits no
 /// others; anything else goes to a table).
-const KINDS: usize = 8;
+pub(super) const KINDS: usize = 8;
 
 /// What both kinds of cell count.
 #[derive(Debug, Default)]
 pub(super) struct Core {
-    raw: u64,
-    unique: u64,
-    dups: u64,
-    packets: u64,
-    bytes: u64,
-    late: u64,
-    first: i64,
-    last: i64,
-    ports: CountTable,
-    kinds: [u64; KINDS],
-    other_kinds: CountTable,
-    rules: CountTable,
+    pub(super) raw: u64,
+    pub(super) unique: u64,
+    pub(super) dups: u64,
+    pub(super) packets: u64,
+    pub(super) bytes: u64,
+    pub(super) late: u64,
+    pub(super) first: i64,
+    pub(super) last: i64,
+    pub(super) ports: CountTable,
+    pub(super) kinds: [u64; KINDS],
+    pub(super) other_kinds: CountTable,
+    pub(super) rules: CountTable,
 }
 
 /// The fields of a unique event that cells count.
@@ -163,7 +169,7 @@ pub(super) struct Unique {
 
 impl Core {
     /// True when no event (raw or late) was counted.
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.raw == 0 && self.late == 0
     }
 
@@ -237,18 +243,26 @@ pub(super) struct OriginCell {
     pub core: Core,
     v4_bits: [u64; 4],
     v6_sources: Vec<u64>,
+    /// The sources of an `other` cell (many prefixes): a bounded set.
+    spread_sources: Option<Box<SourceSet>>,
+    /// Counted into in the current window (a recycled cell starts false and
+    /// is admitted again only within the budget).
+    touched: bool,
 }
 
 impl OriginCell {
-    /// Records the source of a unique event (`src` is 4 or 16 bytes).
+    /// Records the source of a unique event (`src` is 4 or 16 bytes, `hash`
+    /// its `source_hash`).
     #[inline]
-    pub fn add_source(&mut self, src: &[u8], v6_hash: u64) {
-        if let [_, _, _, last] = *src {
+    pub fn add_source(&mut self, src: &[u8], hash: u64) {
+        if let Some(sources) = &mut self.spread_sources {
+            sources.insert_hash(hash);
+        } else if let [_, _, _, last] = *src {
             if let Some(w) = self.v4_bits.get_mut(usize::from(last >> 6)) {
                 *w |= 1u64 << (last & 63);
             }
         } else {
-            self.v6_sources.push(v6_hash);
+            self.v6_sources.push(hash);
             if self.v6_sources.len() >= 64 && self.v6_sources.len().is_power_of_two() {
                 self.v6_sources.sort_unstable();
                 self.v6_sources.dedup();
@@ -260,10 +274,17 @@ impl OriginCell {
         self.core.clear();
         self.v4_bits = [0; 4];
         self.v6_sources.clear();
+        if let Some(sources) = &mut self.spread_sources {
+            sources.clear();
+        }
+        self.touched = false;
     }
 
-    fn sketch(&self, prefix: u64) -> SourceSketch {
-        let mut hashes: Vec<u64> = if prefix & V6_TAG == 0 {
+    pub(super) fn sketch(&self, prefix: u64) -> SourceSketch {
+        if let Some(sources) = &self.spread_sources {
+            return sources.to_sketch();
+        }
+        let hashes: Vec<u64> = if prefix & V6_TAG == 0 {
             let [_, p0, p1, p2] = (prefix as u32).to_be_bytes();
             let mut v =
                 Vec::with_capacity(self.v4_bits.iter().map(|w| w.count_ones() as usize).sum());
@@ -280,13 +301,7 @@ impl OriginCell {
         } else {
             self.v6_sources.clone()
         };
-        hashes.sort_unstable();
-        hashes.dedup();
-        let mut sk = SourceSketch::new();
-        for h in hashes {
-            sk.insert_hash(h);
-        }
-        sk
+        SourceSketch::from_hashes(hashes)
     }
 }
 
@@ -312,9 +327,14 @@ pub(super) struct SectorCell {
 #[derive(Debug, Default)]
 pub(super) struct WindowCells {
     origin_ids: FxHashMap<OriginKey, u32>,
-    origin: Vec<(OriginKey, OriginCell)>,
+    pub(super) origin: Vec<(OriginKey, OriginCell)>,
     sector_ids: FxHashMap<u32, u32>,
-    sector: Vec<(u32, SectorCell)>,
+    pub(super) sector: Vec<(u32, SectorCell)>,
+    /// Origin cells (not `other`) counted into in this window.
+    admitted: usize,
+    /// Events of this window counted into an `other` cell because the
+    /// budget was full.
+    pub(super) over_budget_events: u64,
 }
 
 /// Slab indices of an event's origin and sector cells in one window.
@@ -342,16 +362,41 @@ impl WindowCells {
         self.sector_ids.clear();
         self.sector_ids
             .extend(self.sector.iter().enumerate().map(|(i, e)| (e.0, i as u32)));
+        self.admitted = 0;
+        self.over_budget_events = 0;
     }
 
     /// The slab indices of the cells with these keys, created when missing.
+    /// An origin cell not yet counted into in this window is admitted while
+    /// fewer than `prefix_cells` are; beyond, the event counts in the `other`
+    /// cell of its origin.
     #[inline]
-    pub fn ids(&mut self, ok: OriginKey, sk: u32) -> CellIds {
-        let n = self.origin.len() as u32;
-        let o = *self.origin_ids.entry(ok).or_insert(n);
-        if o == n {
-            self.origin.push((ok, OriginCell::default()));
-        }
+    pub fn ids(&mut self, ok: OriginKey, sk: u32, prefix_cells: usize) -> CellIds {
+        let o = match self.origin_ids.get(&ok) {
+            Some(&o) => match self.origin.get_mut(o as usize) {
+                Some((_, cell)) if cell.touched => o,
+                Some((_, cell)) if self.admitted < prefix_cells => {
+                    cell.touched = true;
+                    self.admitted += 1;
+                    o
+                }
+                _ => self.other_id(ok.origin),
+            },
+            None if self.admitted < prefix_cells => {
+                let o = self.origin.len() as u32;
+                self.origin_ids.insert(ok, o);
+                self.origin.push((
+                    ok,
+                    OriginCell {
+                        touched: true,
+                        ..OriginCell::default()
+                    },
+                ));
+                self.admitted += 1;
+                o
+            }
+            None => self.other_id(ok.origin),
+        };
         let n = self.sector.len() as u32;
         let s = *self.sector_ids.entry(sk).or_insert(n);
         if s == n {
@@ -360,23 +405,38 @@ impl WindowCells {
         (o, s)
     }
 
+    /// The `other` cell of `origin` (created when missing), for an event
+    /// over the budget.
+    #[cold]
+    fn other_id(&mut self, origin: u32) -> u32 {
+        self.over_budget_events += 1;
+        let key = OriginKey {
+            prefix: OTHER_PREFIX,
+            origin,
+        };
+        let n = self.origin.len() as u32;
+        let o = *self.origin_ids.entry(key).or_insert(n);
+        if o == n {
+            self.origin.push((
+                key,
+                OriginCell {
+                    spread_sources: Some(Box::default()),
+                    ..OriginCell::default()
+                },
+            ));
+        }
+        if let Some((_, cell)) = self.origin.get_mut(o as usize) {
+            cell.touched = true;
+        }
+        o
+    }
+
     /// The two cells at `ids` (from [`WindowCells::ids`]).
     #[inline]
     pub fn at(&mut self, ids: CellIds) -> Option<(&mut OriginCell, &mut SectorCell)> {
         let o = self.origin.get_mut(ids.0 as usize)?;
         let s = self.sector.get_mut(ids.1 as usize)?;
         Some((&mut o.1, &mut s.1))
-    }
-
-    /// The two cells an event with these keys updates.
-    #[inline]
-    pub fn cells_mut(
-        &mut self,
-        ok: OriginKey,
-        sk: u32,
-    ) -> Option<(&mut OriginCell, &mut SectorCell)> {
-        let ids = self.ids(ok, sk);
-        self.at(ids)
     }
 
     /// Loads the cells at `ids`: the first of two touch passes over a group
@@ -406,196 +466,75 @@ impl WindowCells {
     }
 }
 
-/// A row being rolled up: counters plus bags of count entries, sorted once
-/// at the end.
-#[derive(Debug, Default)]
-struct Acc {
-    raw: u64,
-    unique: u64,
-    dups: u64,
-    packets: u64,
-    bytes: u64,
-    late: u64,
-    seen: Option<(i64, i64)>,
-    sources: SourceSketch,
-    ports: Vec<(u32, u64)>,
-    kinds: Vec<(u32, u64)>,
-    rules: Vec<(u32, u64)>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Acc {
-    fn add(&mut self, c: &Core, sources: &SourceSketch) {
-        self.raw = self.raw.saturating_add(c.raw);
-        self.unique = self.unique.saturating_add(c.unique);
-        self.dups = self.dups.saturating_add(c.dups);
-        self.packets = self.packets.saturating_add(c.packets);
-        self.bytes = self.bytes.saturating_add(c.bytes);
-        self.late = self.late.saturating_add(c.late);
-        if c.unique > 0 {
-            self.seen = Some(match self.seen {
-                Some((f, l)) => (f.min(c.first), l.max(c.last)),
-                None => (c.first, c.last),
-            });
+    /// Cells over the budget land in one `other` cell per origin: 1000
+    /// prefixes of one origin and 10 of another with a budget of 8 keep 8
+    /// cells plus two `other` cells, and every event lands in one of them.
+    #[test]
+    fn budget_bounds_origin_cells() {
+        let mut cells = WindowCells::default();
+        for p in 0..1000u64 {
+            let (o, _) = cells.ids(
+                OriginKey {
+                    prefix: p,
+                    origin: 0,
+                },
+                0,
+                8,
+            );
+            assert!((o as usize) < 10, "cell {o} for prefix {p}");
         }
-        self.sources.merge(sources);
-        c.ports.extend_bag(&mut self.ports);
-        self.kinds.extend(
-            c.kinds
-                .iter()
-                .enumerate()
-                .filter(|e| *e.1 != 0)
-                .map(|(k, &n)| (k as u32, n)),
+        for p in 0..10u64 {
+            cells.ids(
+                OriginKey {
+                    prefix: p << 8,
+                    origin: 1,
+                },
+                0,
+                8,
+            );
+        }
+        assert_eq!(cells.origin.len(), 10);
+        assert_eq!(cells.over_budget_events, 1000 - 8 + 10);
+        let others: Vec<OriginKey> = cells
+            .origin
+            .iter()
+            .map(|e| e.0)
+            .filter(|k| k.prefix == OTHER_PREFIX)
+            .collect();
+        assert_eq!(others.len(), 2);
+        // A recycled window admits anew, in its own event order.
+        for (_, c) in cells.origin.iter_mut() {
+            c.core.add_late();
+        }
+        cells.recycle();
+        let (o, _) = cells.ids(
+            OriginKey {
+                prefix: 5000,
+                origin: 0,
+            },
+            0,
+            8,
         );
-        c.other_kinds.extend_bag(&mut self.kinds);
-        c.rules.extend_bag(&mut self.rules);
+        assert!(
+            cells
+                .origin
+                .get(o as usize)
+                .is_some_and(|e| e.0.prefix == 5000)
+        );
     }
 
-    fn merge(&mut self, o: Acc) {
-        self.raw = self.raw.saturating_add(o.raw);
-        self.unique = self.unique.saturating_add(o.unique);
-        self.dups = self.dups.saturating_add(o.dups);
-        self.packets = self.packets.saturating_add(o.packets);
-        self.bytes = self.bytes.saturating_add(o.bytes);
-        self.late = self.late.saturating_add(o.late);
-        self.seen = match (self.seen, o.seen) {
-            (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
-            (a, b) => a.or(b),
-        };
-        self.sources.merge(&o.sources);
-        self.ports.extend(o.ports);
-        self.kinds.extend(o.kinds);
-        self.rules.extend(o.rules);
+    #[test]
+    fn cell_bytes_estimate_covers_the_types() {
+        let slab = std::mem::size_of::<(OriginKey, OriginCell)>();
+        let index = std::mem::size_of::<(OriginKey, u32)>() + 1;
+        let tables = 2 * (1usize << CountTable::FIRST_BITS) * std::mem::size_of::<(u32, u64)>();
+        assert!(
+            slab + index + tables <= crate::budget::ORIGIN_CELL_BYTES,
+            "{slab} + {index} + {tables}"
+        );
     }
-
-    fn is_empty(&self) -> bool {
-        self.raw == 0 && self.late == 0
-    }
-
-    fn into_proto(self) -> pb::Aggregate {
-        let (first, last) = self.seen.unwrap_or((0, 0));
-        let entries = |bag| {
-            counts_from_bag(bag)
-                .into_iter()
-                .map(|(value, count)| pb::CountEntry { value, count })
-                .collect()
-        };
-        pb::Aggregate {
-            raw_events: self.raw,
-            unique_events: self.unique,
-            duplicates: self.dups,
-            packets: self.packets,
-            bytes: self.bytes,
-            late_events: self.late,
-            sources: Some(self.sources.to_proto()),
-            dst_ports: entries(self.ports),
-            kinds: entries(self.kinds),
-            rules: entries(self.rules),
-            first_seen_ms: first,
-            last_seen_ms: last,
-        }
-    }
-}
-
-/// The key string of an origin prefix.
-fn prefix_key(prefix: u64) -> String {
-    if prefix & V6_TAG != 0 {
-        let mut b = [0u8; 16];
-        let p = (prefix & !V6_TAG).to_be_bytes();
-        b[..6].copy_from_slice(&p[2..8]);
-        format!("{}/48", std::net::Ipv6Addr::from(b))
-    } else {
-        let [_, a, b, c] = (prefix as u32).to_be_bytes();
-        format!("{a}.{b}.{c}.0/24")
-    }
-}
-
-fn country_str(c: [u8; 2]) -> String {
-    Origin { country: c, asn: 0 }.country_str().to_owned()
-}
-
-/// Rolls the cells of the window starting at `start` up into partials,
-/// appended to `out` in (dimension, key) order.
-pub(super) fn roll_up<'n>(
-    cells: &WindowCells,
-    start: i64,
-    origins: &[Origin],
-    sector_name: impl Fn(u16) -> &'n str,
-    out: &mut Vec<pb::Partial>,
-) {
-    let mut asn: FxHashMap<u32, Acc> = FxHashMap::default();
-    let mut prefix: FxHashMap<u64, Acc> = FxHashMap::default();
-    for (k, c) in cells.origin.iter().filter(|(_, c)| !c.core.is_empty()) {
-        let origin = origins
-            .get(k.origin as usize)
-            .copied()
-            .unwrap_or(Origin::UNKNOWN);
-        let sk = c.sketch(k.prefix);
-        asn.entry(origin.asn).or_default().add(&c.core, &sk);
-        prefix.entry(k.prefix).or_default().add(&c.core, &sk);
-    }
-    let mut country: FxHashMap<[u8; 2], Acc> = FxHashMap::default();
-    let mut sector: FxHashMap<u16, Acc> = FxHashMap::default();
-    let mut cs: Vec<(u32, Acc)> = Vec::with_capacity(cells.sector.len());
-    for &(k, ref c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
-        let (ctry, sec) = sector_key_parts(k);
-        let sources = c.sources.to_sketch();
-        country.entry(ctry).or_default().add(&c.core, &sources);
-        sector.entry(sec).or_default().add(&c.core, &sources);
-        let mut a = Acc::default();
-        a.add(&c.core, &sources);
-        cs.push((k, a));
-    }
-
-    let mut rows: Vec<(Dimension, String, Acc)> =
-        Vec::with_capacity(country.len() + asn.len() + prefix.len() + sector.len() + cs.len());
-    rows.extend(
-        country
-            .into_iter()
-            .map(|(c, a)| (Dimension::OriginCountry, country_str(c), a)),
-    );
-    rows.extend(
-        asn.into_iter()
-            .map(|(n, a)| (Dimension::OriginAsn, format!("AS{n}"), a)),
-    );
-    rows.extend(
-        prefix
-            .into_iter()
-            .map(|(p, a)| (Dimension::OriginPrefix, prefix_key(p), a)),
-    );
-    rows.extend(
-        sector
-            .into_iter()
-            .map(|(s, a)| (Dimension::TargetSector, sector_name(s).to_owned(), a)),
-    );
-    rows.extend(cs.into_iter().map(|(k, a)| {
-        let (c, s) = sector_key_parts(k);
-        (
-            Dimension::CountrySector,
-            format!("{}|{}", country_str(c), sector_name(s)),
-            a,
-        )
-    }));
-    rows.sort_unstable_by(|a, b| (a.0 as i32, &a.1).cmp(&(b.0 as i32, &b.1)));
-    // Distinct sector ids may share a name: merge equal (dimension, key) rows.
-    let mut merged: Vec<(Dimension, String, Acc)> = Vec::with_capacity(rows.len());
-    for r in rows {
-        match merged.last_mut() {
-            Some(last) if last.0 == r.0 && last.1 == r.1 => last.2.merge(r.2),
-            _ => merged.push(r),
-        }
-    }
-    out.reserve(merged.len());
-    out.extend(
-        merged
-            .into_iter()
-            .filter(|r| !r.2.is_empty())
-            .map(|(d, key, a)| pb::Partial {
-                dimension: d as i32,
-                key,
-                window_start_ms: start,
-                aggregate: Some(a.into_proto()),
-                // Set by the partition's ingest (`PartitionIngest::roll_up`).
-                input_partition: 0,
-            }),
-    );
 }

@@ -71,12 +71,14 @@ mod batch;
 mod cells;
 mod clock;
 mod resume;
+mod rollup;
 mod windows;
 
 pub use batch::BatchStats;
 pub(crate) use resume::metadata_fields;
 pub use resume::{ResumeError, ResumePoint};
 
+use crate::budget::KeyBudget;
 use crate::dedup::{Dedup, DedupConfig, DedupStats};
 use crate::enrich::{Enricher, SectorId};
 use crate::event::EventView;
@@ -96,6 +98,8 @@ pub struct IngestConfig {
     pub dedup: DedupConfig,
     pub fingerprint: FingerprintSpec,
     pub limits: Limits,
+    /// Per-window key budgets ([`crate::budget`]).
+    pub keys: KeyBudget,
 }
 
 /// Most idle advances a resume point carries. An entry is at most 41 bytes
@@ -113,6 +117,21 @@ pub const MAX_IDLE_ADVANCES: usize = 80;
 /// put for longer (a window held open for hours), further entries are refused
 /// and the clock lags until closing windows prune the log.
 pub const MAX_CLOCK_ENTRIES: usize = 64;
+
+/// What the key budgets ([`crate::budget`]) changed so far, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetStats {
+    /// Events counted in an `other` cell because their window's
+    /// `prefix_cells` were all taken.
+    pub over_budget_events: u64,
+    /// Windows rolled up that had such events.
+    pub over_budget_windows: u64,
+    /// Origin prefixes and ASNs folded into `other:<country>` at roll-up by
+    /// `publish_top_keys`.
+    pub folded_keys: u64,
+    /// Port or rule count maps cut to `count_entries`.
+    pub capped_count_maps: u64,
+}
 
 /// The ingest processor of one input partition. Single owner, no locking.
 #[derive(Debug)]
@@ -147,6 +166,7 @@ pub struct PartitionIngest {
     /// for its allocation).
     views: Vec<EventView<'static>>,
     scratch: BatchScratch,
+    budget: BudgetStats,
 }
 
 impl PartitionIngest {
@@ -173,6 +193,7 @@ impl PartitionIngest {
             addresses: AddressCache::new(),
             views: Vec::new(),
             scratch: BatchScratch::default(),
+            budget: BudgetStats::default(),
         }
     }
 
@@ -234,6 +255,17 @@ impl PartitionIngest {
     /// Dedup table figures, for metrics.
     pub fn dedup_stats(&self) -> DedupStats {
         self.dedup.stats()
+    }
+
+    /// Changes the dedup table's byte budget (see `Dedup::set_budget`: a
+    /// smaller one evicts the oldest buckets early, counted).
+    pub fn set_dedup_budget(&mut self, budget_bytes: usize) {
+        self.dedup.set_budget(budget_bytes);
+    }
+
+    /// What the key budgets changed so far (cumulative).
+    pub fn budget_stats(&self) -> BudgetStats {
+        self.budget
     }
 
     /// Number of windows held open (not yet emitted).
@@ -404,13 +436,19 @@ impl PartitionIngest {
         out: &mut Vec<pb::Partial>,
     ) {
         let from = out.len();
-        cells::roll_up(
+        let stats = rollup::roll_up(
             &window.cells,
             window.start,
             self.addresses.origins(),
             |sector| enricher.sector_name(SectorId(sector)),
+            &self.cfg.keys,
             out,
         );
+        let over_budget = window.cells.over_budget_events;
+        self.budget.over_budget_events += over_budget;
+        self.budget.over_budget_windows += u64::from(over_budget > 0);
+        self.budget.folded_keys += stats.folded_keys;
+        self.budget.capped_count_maps += stats.capped_count_maps;
         for partial in &mut out[from..] {
             partial.input_partition = self.partition;
         }

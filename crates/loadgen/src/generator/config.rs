@@ -75,6 +75,13 @@ pub struct GenConfig {
     /// See `resight_share` (default 150 000: past the next dedup bucket or two
     /// at rampart's defaults, within its 10 min horizon).
     pub resight_delay_ms: i64,
+    /// Share of original events from a scanning botnet (default 0: today's
+    /// Zipf-concentrated sources): each takes the next IPv4 /24 of a
+    /// permutation of all the world's /24s (any country), a random host in
+    /// it. At 1 every /24 of the world is used once before any is used
+    /// again, so when a window holds fewer events than the world has /24s
+    /// (`--prefixes`), each /24 has at most one event per window.
+    pub source_spread: f64,
 }
 
 /// How far ahead of the clock a clock-skewed sensor stamps its events.
@@ -99,6 +106,7 @@ impl Default for GenConfig {
             future_share: 0.0,
             resight_share: 0.0,
             resight_delay_ms: 150_000,
+            source_spread: 0.0,
         }
     }
 }
@@ -143,6 +151,9 @@ impl GenConfig {
         }
         if !share(self.resight_share) {
             bad.push("resight_share must be within 0..=1");
+        }
+        if !share(self.source_spread) {
+            bad.push("source_spread must be within 0..=1");
         }
         if self.resight_delay_ms < 1 {
             bad.push("resight_delay_ms must be >= 1");

@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use rampart_core::budget::{KeyBudget, ORIGIN_CELL_BYTES};
 use rampart_core::dedup::DedupConfig;
 use rampart_core::fingerprint::{Field, FingerprintSpec};
 use rampart_core::ingest::IngestConfig;
 use rampart_core::validate::Limits;
 use rampart_core::window::WindowConfig;
 
+use super::sections::KeysSection;
 use super::{Config, ConfigIssue, FieldsSetting, Settings};
 
 /// Parses a duration such as `500ms`, `10s`, `5m`, `2h`, `7d` into milliseconds.
@@ -303,6 +305,8 @@ pub(super) fn check(
             format!("must not exceed dedup.horizon ({})", cfg.dedup.horizon),
         );
     }
+    let keys = key_budget(&cfg.keys, &mut issue);
+    let memory_budget = memory_budget(&cfg, &mut issue);
     if !issues.is_empty() {
         return None;
     }
@@ -324,15 +328,86 @@ pub(super) fn check(
             max_past_ms: max_past,
             ..Limits::default()
         },
+        keys,
     };
     Some(Settings {
         raw: cfg,
         ingest,
         idle_timeout_ms: idle,
+        memory_budget,
         checkpoint_interval_ms: checkpoint,
         rollups_retention_ms: rollups_retention,
         reset_state: false,
     })
+}
+
+/// `processing.memory_budget`: none when empty; otherwise it must hold the
+/// librdkafka queues of every stage thread and one partition
+/// (`crate::memory`).
+fn memory_budget(cfg: &Config, issue: &mut impl FnMut(&str, String)) -> Option<usize> {
+    let text = cfg.processing.memory_budget.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let budget = match parse_bytes(text) {
+        Ok(b) => b,
+        Err(e) => {
+            issue("processing.memory_budget", e);
+            return None;
+        }
+    };
+    let threads = cfg.processing.threads() + 1;
+    let queues = crate::memory::queue_bytes(&cfg.kafka.client, threads);
+    let cells = parse_bytes(&cfg.keys.memory).unwrap_or(0);
+    let least = crate::memory::minimum_budget(queues, cells);
+    if budget < least {
+        issue(
+            "processing.memory_budget",
+            format!(
+                "{text} cannot hold librdkafka's queues of {threads} stage threads ({} MiB) and \
+                 one partition ({} MiB of keys.memory plus a minimal dedup table): at least {} MiB",
+                queues >> 20,
+                cells >> 20,
+                least.div_ceil(1 << 20)
+            ),
+        );
+        return None;
+    }
+    Some(budget)
+}
+
+/// The key budget of `[keys]`; `prefix_cells` 0 is sized from `memory`
+/// (two open windows of `ORIGIN_CELL_BYTES` cells).
+fn key_budget(keys: &KeysSection, issue: &mut impl FnMut(&str, String)) -> KeyBudget {
+    let memory = match parse_bytes(&keys.memory) {
+        Ok(m) => m,
+        Err(e) => {
+            issue("keys.memory", e);
+            0
+        }
+    };
+    let prefix_cells = match keys.prefix_cells {
+        0 => {
+            let cells = memory / (2 * ORIGIN_CELL_BYTES);
+            if cells == 0 {
+                issue(
+                    "keys.memory",
+                    format!(
+                        "must hold at least two cells ({} bytes)",
+                        2 * ORIGIN_CELL_BYTES
+                    ),
+                );
+            }
+            cells
+        }
+        n => n,
+    };
+    let unbounded_if_zero = |n: usize| if n == 0 { usize::MAX } else { n };
+    KeyBudget {
+        prefix_cells,
+        publish_top_keys: unbounded_if_zero(keys.publish_top),
+        count_entries: unbounded_if_zero(keys.count_entries),
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,8 @@ pub struct Settings {
     pub raw: Config,
     pub ingest: IngestConfig,
     pub idle_timeout_ms: i64,
+    /// `processing.memory_budget` in bytes, if set.
+    pub memory_budget: Option<usize>,
     pub checkpoint_interval_ms: i64,
     /// `topics.rollups_retention` in milliseconds.
     pub rollups_retention_ms: i64,
@@ -82,11 +84,12 @@ pub struct Settings {
     pub reset_state: bool,
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "kafka",
     "topics",
     "window",
     "dedup",
+    "keys",
     "validate",
     "enrich",
     "processing",
@@ -190,6 +193,7 @@ pub fn load_with_client(
             "topics" => value.clone().try_into().map(|v| cfg.topics = v),
             "window" => value.clone().try_into().map(|v| cfg.window = v),
             "dedup" => value.clone().try_into().map(|v| cfg.dedup = v),
+            "keys" => value.clone().try_into().map(|v| cfg.keys = v),
             "validate" => value.clone().try_into().map(|v| cfg.validate = v),
             "enrich" => value.clone().try_into().map(|v| cfg.enrich = v),
             "processing" => value.clone().try_into().map(|v| cfg.processing = v),
@@ -258,6 +262,51 @@ mod tests {
         assert_eq!(s.ingest.window.size_ms, 60_000);
         assert_eq!(s.ingest.dedup.budget_bytes, 256 << 20);
         assert_eq!(s.raw.processing.guarantee, Guarantee::ExactlyOnce);
+    }
+
+    #[test]
+    fn key_budgets_default_from_memory_and_zero_means_all() {
+        let s = load(None, []).unwrap();
+        let cell = rampart_core::budget::ORIGIN_CELL_BYTES;
+        assert_eq!(s.ingest.keys.prefix_cells, (64 << 20) / (2 * cell));
+        assert_eq!(s.ingest.keys.publish_top_keys, usize::MAX);
+        assert_eq!(s.ingest.keys.count_entries, 1024);
+        let f = write("[keys]\nprefix_cells = 7\npublish_top = 3\ncount_entries = 0\n");
+        let s = load(Some(f.path()), []).unwrap();
+        assert_eq!(
+            s.ingest.keys,
+            rampart_core::budget::KeyBudget {
+                prefix_cells: 7,
+                publish_top_keys: 3,
+                count_entries: usize::MAX,
+            }
+        );
+        // What `run` could not size is refused by the same load check-config runs.
+        let f = write("[keys]\nmemory = \"1KiB\"\n");
+        let err = load(Some(f.path()), []).unwrap_err();
+        assert!(err.to_string().contains("keys.memory"), "{err}");
+        let f = write("[keys]\nmemory = \"plenty\"\n");
+        let err = load(Some(f.path()), []).unwrap_err();
+        assert!(err.to_string().contains("keys.memory"), "{err}");
+    }
+
+    #[test]
+    fn memory_budget_must_hold_the_queues_and_one_partition() {
+        assert_eq!(load(None, []).unwrap().memory_budget, None);
+        let f = write("[processing]\ningest_threads = 2\nmemory_budget = \"2GiB\"\n");
+        assert_eq!(
+            load(Some(f.path()), []).unwrap().memory_budget,
+            Some(2 << 30)
+        );
+        // Three stage threads' queues alone are 3 x 288 MiB.
+        let f = write("[processing]\ningest_threads = 2\nmemory_budget = \"800MiB\"\n");
+        let err = load(Some(f.path()), []).unwrap_err();
+        assert!(
+            err.to_string().contains("processing.memory_budget"),
+            "{err}"
+        );
+        let f = write("[processing]\nmemory_budget = \"lots\"\n");
+        assert!(load(Some(f.path()), []).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct Config {
     pub topics: TopicsSection,
     pub window: WindowSection,
     pub dedup: DedupSection,
+    pub keys: KeysSection,
     pub validate: ValidateSection,
     pub enrich: EnrichSection,
     pub processing: ProcessingSection,
@@ -169,6 +170,35 @@ impl Default for DedupSection {
     }
 }
 
+/// Per-window key budgets of one input partition (`rampart_core::budget`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysSection {
+    /// Memory for one input partition's origin cells, which sizes
+    /// `prefix_cells` when that is 0 (default 64MiB).
+    pub memory: String,
+    /// Origin cells (source prefix × origin) per window and input partition;
+    /// further prefixes count in `other:<country>` (0 = from `memory`).
+    pub prefix_cells: usize,
+    /// Origin prefixes and ASNs published per window and input partition, the
+    /// largest by events; the rest in `other:<country>` (0 = all, default).
+    pub publish_top: usize,
+    /// Entries of a partial's port and rule count maps, the largest counts;
+    /// the rest in `*_overflow` (0 = all; default 1024).
+    pub count_entries: usize,
+}
+
+impl Default for KeysSection {
+    fn default() -> Self {
+        KeysSection {
+            memory: "64MiB".into(),
+            prefix_cells: 0,
+            publish_top: 0,
+            count_entries: 1024,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidateSection {
@@ -232,6 +262,21 @@ pub struct ProcessingSection {
     /// with its own partitions (0 = one per CPU core, at most one per input
     /// partition).
     pub ingest_threads: usize,
+    /// Memory of the whole process, divided among the input partitions it
+    /// owns (each gets `keys.memory` for cells, the rest of its share for
+    /// dedup, replacing `dedup.budget`), after librdkafka's queues. Empty
+    /// (default): no process budget, `dedup.budget` per partition.
+    pub memory_budget: String,
+}
+
+impl ProcessingSection {
+    /// Ingest threads `ingest_threads` asks for (0: one per core).
+    pub fn threads(&self) -> usize {
+        match self.ingest_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
 }
 
 impl Default for ProcessingSection {
@@ -241,6 +286,7 @@ impl Default for ProcessingSection {
             checkpoint_interval: "1s".into(),
             transactional_id_prefix: "rampart".into(),
             ingest_threads: 0,
+            memory_budget: String::new(),
         }
     }
 }

@@ -17,7 +17,7 @@ use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProdu
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
-use super::{Handler, Inner, StageError, lock, overdue};
+use super::{Handler, Inner, MAX_REWINDS_WITHOUT_PROGRESS, StageError, lock, overdue};
 use crate::config::Guarantee;
 use crate::consumer_error;
 use crate::observer::{StageEvent, StageObserver};
@@ -94,6 +94,7 @@ impl<H: Handler> Inner<H> {
         match res {
             Ok(()) => {
                 self.dirty = false;
+                self.rewinds_without_progress = 0;
                 self.observer.observe(StageEvent::CheckpointCommitted);
                 debug!(
                     stage = self.settings.name,
@@ -122,6 +123,7 @@ impl<H: Handler> Inner<H> {
                     return;
                 }
                 warn!(stage = self.settings.name, error = %e, "checkpoint failed; aborting and rewinding");
+                self.last_failure = Some(format!("checkpoint: {e}"));
                 self.needs_rewind = true;
             }
         }
@@ -237,6 +239,24 @@ impl<H: Handler> Inner<H> {
             Err(e) => return self.stop_for_recovery("reading committed offsets after an abort", e),
         };
         let topic = self.settings.input_topic.clone();
+        self.rewinds_without_progress += 1;
+        if self.rewinds_without_progress >= MAX_REWINDS_WITHOUT_PROGRESS {
+            let positions: Vec<String> = committed
+                .elements_for_topic(&topic)
+                .iter()
+                .map(|e| format!("{}@{:?}", e.partition(), e.offset()))
+                .collect();
+            let error = StageError::NoProgress {
+                stage: self.settings.name,
+                topic,
+                rewinds: self.rewinds_without_progress,
+                positions: positions.join(", "),
+                last_failure: self.last_failure.take().unwrap_or_default(),
+            };
+            warn!(stage = self.settings.name, %error, "stopping");
+            self.fatal = Some(error);
+            return;
+        }
         for e in committed.elements_for_topic(&topic) {
             let Some(start) = self.start_partition(e.partition(), Some(&e)) else {
                 return;

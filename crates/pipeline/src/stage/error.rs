@@ -60,6 +60,34 @@ pub enum StageError {
         offset: i64,
         reason: String,
     },
+    /// A record over the producer's `message.max.bytes`, which would fail on
+    /// every retry.
+    #[error(
+        "the {stage} stage made a {size} byte record for topic {topic}, over the producer's \
+         message.max.bytes ({limit}); it would fail on every retry, so the stage stops (a \
+         partial that large: lower keys.count_entries or raise message.max.bytes)"
+    )]
+    RecordTooLarge {
+        stage: &'static str,
+        topic: String,
+        size: usize,
+        limit: usize,
+    },
+    /// The same input failed again after every abort and replay.
+    #[error(
+        "the {stage} stage failed {rewinds} times in a row at the same input position of topic \
+         {topic} (partition@committed offset: {positions}), each time after an abort and a \
+         replay; last failure: {last_failure}. A record rampart cannot write (too large for the \
+         producer's or the topic's message size limit, or a topic it may not write to) fails the \
+         same way on every retry; stopping (README, \"When something fails\")"
+    )]
+    NoProgress {
+        stage: &'static str,
+        topic: String,
+        rewinds: u32,
+        positions: String,
+        last_failure: String,
+    },
     #[error(
         "topic {topic} has {now} partitions now; the {stage} stage started with {built}; \
          {}",

@@ -60,7 +60,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::producer::{BaseRecord, Producer};
 use tracing::{info, warn};
 
@@ -145,6 +145,11 @@ const LEAVE_GRACE: Duration = Duration::from_millis(100);
 /// those it was built with.
 const TOPOLOGY_CHECK_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Aborts in a row without a committed checkpoint between them after which
+/// a stage stops: the same input fails each time (abort → replay → the same
+/// failure), so retrying is a loop, not a recovery.
+pub(crate) const MAX_REWINDS_WITHOUT_PROGRESS: u32 = 5;
+
 /// Progress a stage keeps about itself, readable from any thread (progress
 /// displays, tests). Everything else it reports as [`StageEvent`]s.
 #[derive(Debug, Default)]
@@ -170,6 +175,12 @@ struct Inner<H: Handler> {
     fatal: Option<StageError>,
     /// Where each assigned partition was last started (assign or rewind).
     starts: BTreeMap<i32, i64>,
+    /// Rewinds since the last committed checkpoint, and why the last one came.
+    rewinds_without_progress: u32,
+    last_failure: Option<String>,
+    /// The producer's `message.max.bytes`: a larger record is never sent
+    /// (it would fail on every retry) and stops the stage.
+    message_max_bytes: usize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -179,6 +190,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<H: Handler> Inner<H> {
     fn send(&mut self, records: &mut Vec<OutRecord>) {
         for r in records.drain(..) {
+            let size = r.key.as_ref().map_or(0, Vec::len)
+                + r.payload.as_ref().map_or(0, Vec::len)
+                + r.headers.as_ref().map_or(0, |h| {
+                    h.iter()
+                        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+                        .sum()
+                });
+            if size > self.message_max_bytes {
+                if self.fatal.is_none() {
+                    let error = StageError::RecordTooLarge {
+                        stage: self.settings.name,
+                        topic: r.topic.to_string(),
+                        size,
+                        limit: self.message_max_bytes,
+                    };
+                    warn!(%error, "stopping");
+                    self.fatal = Some(error);
+                }
+                continue;
+            }
             let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic);
             if let Some(p) = &r.payload {
                 rec = rec.payload(&p[..]);
@@ -202,10 +233,15 @@ impl<H: Handler> Inner<H> {
                     }
                     Err((e, _)) => {
                         if let Some(suppressed) = log_budget::PRODUCE_FAILED.admit() {
-                            warn!(error = %e, topic = %r.topic, suppressed, "produce failed; rewinding");
+                            warn!(error = %e, topic = %r.topic, suppressed, "produce failed; aborting and rewinding");
                         }
                         if !self.needs_rewind && self.fatal.is_none() {
                             self.fatal = self.denied_transaction(&e).map(StageError::Denied);
+                            self.observer.observe(StageEvent::CheckpointAborted);
+                            self.last_failure = Some(format!(
+                                "producing a {size} byte record to {}: {e}",
+                                r.topic
+                            ));
                         }
                         self.needs_rewind = true;
                         break;
@@ -271,6 +307,13 @@ impl<H: Handler> Stage<H> {
             needs_rewind: false,
             fatal: None,
             starts: BTreeMap::new(),
+            rewinds_without_progress: 0,
+            last_failure: None,
+            message_max_bytes: settings
+                .producer
+                .get("message.max.bytes")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(1_000_000),
         }));
         let consumer: BaseConsumer<StageCtx<H>> = settings
             .consumer

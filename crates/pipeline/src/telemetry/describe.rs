@@ -74,6 +74,36 @@ pub(crate) fn describe_all() {
         Unit::Count,
         "Enrichment lookups by database (country, asn, sector) and result (hit: an answer; miss: unknown), counted per address the ingest resolves (it caches answers per address and prefix), not per event. Misses only: a database of the wrong kind, or an asset table that covers nothing."
     );
+    describe_gauge!(
+        "rampart_memory_dedup_budget_bytes",
+        Unit::Bytes,
+        "Each owned input partition's dedup budget under processing.memory_budget (re-divided when partitions move)."
+    );
+    describe_gauge!(
+        "rampart_memory_owned_partitions",
+        Unit::Count,
+        "Input partitions this process owns, among which processing.memory_budget is divided."
+    );
+    describe_counter!(
+        "rampart_ingest_over_budget_events_total",
+        Unit::Count,
+        "Events counted under their country's other:<country> origin prefix because their window already held keys.prefix_cells prefixes on the partition."
+    );
+    describe_counter!(
+        "rampart_ingest_over_budget_windows_total",
+        Unit::Count,
+        "Windows of an input partition that reached keys.prefix_cells."
+    );
+    describe_counter!(
+        "rampart_ingest_folded_keys_total",
+        Unit::Count,
+        "Origin prefixes and ASNs published under other:<country> instead of their own key (keys.publish_top)."
+    );
+    describe_counter!(
+        "rampart_ingest_capped_count_maps_total",
+        Unit::Count,
+        "Partial port or rule count maps cut to keys.count_entries (the rest in the rollup's *_overflow)."
+    );
     describe_counter!(
         "rampart_ingest_idle_advances_refused_total",
         Unit::Count,

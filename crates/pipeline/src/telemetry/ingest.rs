@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use metrics::{Counter, counter};
 use rampart_core::enrich::LookupCounts;
-use rampart_core::ingest::{BatchStats, PartitionIngest};
+use rampart_core::ingest::{BatchStats, BudgetStats, PartitionIngest};
 use rampart_core::validate::Rejection;
 
 use super::stage::{DedupFigures, HandlerGauges};
@@ -39,6 +39,12 @@ pub struct IngestMetrics {
     dlq_messages: Counter,
     idle_advances_refused: Counter,
     clock_entries_refused: Counter,
+    over_budget_events: Counter,
+    dedup_budget: metrics::Gauge,
+    owned_partitions: metrics::Gauge,
+    over_budget_windows: Counter,
+    folded_keys: Counter,
+    capped_count_maps: Counter,
     gauges: Arc<HandlerGauges>,
     pending: PendingCounts,
     /// `rampart_enrich_lookups_total{database, result}`, in the order of
@@ -91,6 +97,12 @@ impl IngestMetrics {
             dlq_messages: counter!("rampart_dlq_messages_total", "stage" => S),
             idle_advances_refused: counter!("rampart_ingest_idle_advances_refused_total"),
             clock_entries_refused: counter!("rampart_ingest_clock_entries_refused_total"),
+            over_budget_events: counter!("rampart_ingest_over_budget_events_total"),
+            dedup_budget: metrics::gauge!("rampart_memory_dedup_budget_bytes"),
+            owned_partitions: metrics::gauge!("rampart_memory_owned_partitions"),
+            over_budget_windows: counter!("rampart_ingest_over_budget_windows_total"),
+            folded_keys: counter!("rampart_ingest_folded_keys_total"),
+            capped_count_maps: counter!("rampart_ingest_capped_count_maps_total"),
             gauges: HandlerGauges::register(S),
             pending: PendingCounts::default(),
             enrich_lookups: lookup_fields(&LookupCounts::default())
@@ -113,6 +125,26 @@ impl IngestMetrics {
     /// full (`rampart_core::ingest::MAX_CLOCK_ENTRIES`); its clock lags.
     pub(crate) fn clock_entry_refused(&self) {
         self.clock_entries_refused.increment(1);
+    }
+
+    /// The process memory budget's share now: each partition's dedup budget
+    /// and the input partitions the process owns.
+    pub(crate) fn memory_share(&self, dedup_budget: usize, owned: usize) {
+        self.dedup_budget.set(dedup_budget as f64);
+        self.owned_partitions.set(owned as f64);
+    }
+
+    /// What the key budgets changed while a partition rolled windows up
+    /// (its cumulative figures before and after).
+    pub(crate) fn budget(&self, before: BudgetStats, after: BudgetStats) {
+        let delta = |f: fn(&BudgetStats) -> u64| f(&after).saturating_sub(f(&before));
+        self.over_budget_events
+            .increment(delta(|s| s.over_budget_events));
+        self.over_budget_windows
+            .increment(delta(|s| s.over_budget_windows));
+        self.folded_keys.increment(delta(|s| s.folded_keys));
+        self.capped_count_maps
+            .increment(delta(|s| s.capped_count_maps));
     }
 
     /// One valid input message (a batch of events): a few additions; the

@@ -1,0 +1,294 @@
+//! The roll-up of a closed window's cells into partials, one per
+//! (dimension, key), with the published-key budget applied to the origin
+//! prefix and ASN dimensions and the count-entry cap to every partial
+//! (`crate::budget`).
+
+use std::hash::Hash;
+
+use rustc_hash::FxHashMap;
+
+use super::cells::{Core, OTHER_PREFIX, V6_TAG, WindowCells, sector_key_parts};
+use crate::aggregate::{counts_from_bag, counts_to_proto};
+use crate::budget::{KeyBudget, cap_counts, other_key};
+use crate::enrich::Origin;
+use crate::proto::v1::Dimension;
+use crate::proto::v1::internal as pb;
+use crate::sketch::SourceSketch;
+
+/// What the budgets changed in one roll-up (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct RollUpStats {
+    /// Origin prefixes and ASNs folded into `other:<country>` by
+    /// `publish_top_keys`.
+    pub folded_keys: u64,
+    /// Port or rule maps cut to `count_entries`.
+    pub capped_count_maps: u64,
+}
+
+/// A row being rolled up: counters plus bags of count entries, sorted once
+/// at the end.
+#[derive(Debug, Default)]
+pub(super) struct Acc {
+    raw: u64,
+    unique: u64,
+    dups: u64,
+    packets: u64,
+    bytes: u64,
+    late: u64,
+    seen: Option<(i64, i64)>,
+    sources: SourceSketch,
+    ports: Vec<(u32, u64)>,
+    kinds: Vec<(u32, u64)>,
+    rules: Vec<(u32, u64)>,
+}
+
+impl Acc {
+    /// [`Acc::add`] taking the sketch: a row's first cell hands its sketch
+    /// over instead of copying it.
+    fn add_owned(&mut self, c: &Core, sources: SourceSketch) {
+        if self.sources.is_exact() && self.sources.estimate() == 0 {
+            self.sources = sources;
+            self.add(c, &SourceSketch::new());
+        } else {
+            self.add(c, &sources);
+        }
+    }
+
+    fn add(&mut self, c: &Core, sources: &SourceSketch) {
+        self.raw = self.raw.saturating_add(c.raw);
+        self.unique = self.unique.saturating_add(c.unique);
+        self.dups = self.dups.saturating_add(c.dups);
+        self.packets = self.packets.saturating_add(c.packets);
+        self.bytes = self.bytes.saturating_add(c.bytes);
+        self.late = self.late.saturating_add(c.late);
+        if c.unique > 0 {
+            self.seen = Some(match self.seen {
+                Some((f, l)) => (f.min(c.first), l.max(c.last)),
+                None => (c.first, c.last),
+            });
+        }
+        self.sources.merge(sources);
+        c.ports.extend_bag(&mut self.ports);
+        self.kinds.extend(
+            c.kinds
+                .iter()
+                .enumerate()
+                .filter(|e| *e.1 != 0)
+                .map(|(k, &n)| (k as u32, n)),
+        );
+        c.other_kinds.extend_bag(&mut self.kinds);
+        c.rules.extend_bag(&mut self.rules);
+    }
+
+    fn merge(&mut self, o: Acc) {
+        self.raw = self.raw.saturating_add(o.raw);
+        self.unique = self.unique.saturating_add(o.unique);
+        self.dups = self.dups.saturating_add(o.dups);
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.late = self.late.saturating_add(o.late);
+        self.seen = match (self.seen, o.seen) {
+            (Some((f1, l1)), Some((f2, l2))) => Some((f1.min(f2), l1.max(l2))),
+            (a, b) => a.or(b),
+        };
+        self.sources.merge(&o.sources);
+        self.ports.extend(o.ports);
+        self.kinds.extend(o.kinds);
+        self.rules.extend(o.rules);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.raw == 0 && self.late == 0
+    }
+
+    /// The partial's aggregate, its port and rule maps capped at
+    /// `count_entries` (`budget::cap_counts`); counts in `stats` the maps
+    /// that were cut.
+    fn into_proto(self, count_entries: usize, stats: &mut RollUpStats) -> pb::Aggregate {
+        let (first, last) = self.seen.unwrap_or((0, 0));
+        let mut ports = counts_from_bag(self.ports);
+        let mut rules = counts_from_bag(self.rules);
+        let dst_ports_overflow = cap_counts(&mut ports, count_entries);
+        let rules_overflow = cap_counts(&mut rules, count_entries);
+        stats.capped_count_maps +=
+            u64::from(dst_ports_overflow > 0) + u64::from(rules_overflow > 0);
+        pb::Aggregate {
+            raw_events: self.raw,
+            unique_events: self.unique,
+            duplicates: self.dups,
+            packets: self.packets,
+            bytes: self.bytes,
+            late_events: self.late,
+            sources: Some(self.sources.to_proto()),
+            dst_ports: counts_to_proto(&ports),
+            kinds: counts_to_proto(&counts_from_bag(self.kinds)),
+            rules: counts_to_proto(&rules),
+            first_seen_ms: first,
+            last_seen_ms: last,
+            dst_ports_overflow,
+            rules_overflow,
+        }
+    }
+}
+
+/// The key string of an origin prefix.
+fn prefix_key(prefix: u64) -> String {
+    if prefix & V6_TAG != 0 {
+        let mut b = [0u8; 16];
+        let p = (prefix & !V6_TAG).to_be_bytes();
+        b[..6].copy_from_slice(&p[2..8]);
+        format!("{}/48", std::net::Ipv6Addr::from(b))
+    } else {
+        let [_, a, b, c] = (prefix as u32).to_be_bytes();
+        format!("{a}.{b}.{c}.0/24")
+    }
+}
+
+fn country_str(c: [u8; 2]) -> String {
+    Origin { country: c, asn: 0 }.country_str().to_owned()
+}
+
+/// Rows of one origin dimension before the published-key budget: the events
+/// of each key split by origin country (`None`: the `other` cells).
+type CountryParts<K> = FxHashMap<(Option<K>, [u8; 2]), Acc>;
+
+/// Turns `parts` into rows of `dimension`: the `top` keys with the most
+/// events (raw + late; ties by the smaller key string) under their own key,
+/// the parts of the others and of `other` cells under `other:<country>`.
+fn publish<K: Copy + Eq + Hash>(
+    parts: CountryParts<K>,
+    dimension: Dimension,
+    name: impl Fn(K) -> String,
+    top: usize,
+    rows: &mut Vec<(Dimension, String, Acc)>,
+    stats: &mut RollUpStats,
+) {
+    let mut totals: FxHashMap<K, u64> = FxHashMap::default();
+    for ((key, _), a) in &parts {
+        if let Some(key) = key {
+            let total = totals.entry(*key).or_default();
+            *total = total.saturating_add(a.raw.saturating_add(a.late));
+        }
+    }
+    let kept: Option<FxHashMap<K, String>> = (totals.len() > top).then(|| {
+        let mut ranked: Vec<(u64, String, K)> =
+            totals.into_iter().map(|(k, n)| (n, name(k), k)).collect();
+        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        stats.folded_keys += ranked.len().saturating_sub(top) as u64;
+        ranked.truncate(top);
+        ranked.into_iter().map(|(_, s, k)| (k, s)).collect()
+    });
+    for ((key, country), a) in parts {
+        let key = match (key, &kept) {
+            (Some(key), None) => name(key),
+            (Some(key), Some(kept)) => match kept.get(&key) {
+                Some(s) => s.clone(),
+                None => other_key(&country_str(country)),
+            },
+            (None, _) => other_key(&country_str(country)),
+        };
+        rows.push((dimension, key, a));
+    }
+}
+
+/// Rolls the cells of the window starting at `start` up into partials,
+/// appended to `out` in (dimension, key) order.
+pub(super) fn roll_up<'n>(
+    cells: &WindowCells,
+    start: i64,
+    origins: &[Origin],
+    sector_name: impl Fn(u16) -> &'n str,
+    keys: &KeyBudget,
+    out: &mut Vec<pb::Partial>,
+) -> RollUpStats {
+    let mut stats = RollUpStats::default();
+    let mut asn: CountryParts<u32> = FxHashMap::default();
+    let mut prefix: CountryParts<u64> = FxHashMap::default();
+    for (k, c) in cells.origin.iter().filter(|(_, c)| !c.core.is_empty()) {
+        let origin = origins
+            .get(k.origin as usize)
+            .copied()
+            .unwrap_or(Origin::UNKNOWN);
+        let sk = c.sketch(k.prefix);
+        asn.entry((Some(origin.asn), origin.country))
+            .or_default()
+            .add(&c.core, &sk);
+        let prefix_id = (k.prefix != OTHER_PREFIX).then_some(k.prefix);
+        prefix
+            .entry((prefix_id, origin.country))
+            .or_default()
+            .add_owned(&c.core, sk);
+    }
+    let mut country: FxHashMap<[u8; 2], Acc> = FxHashMap::default();
+    let mut sector: FxHashMap<u16, Acc> = FxHashMap::default();
+    let mut cs: Vec<(u32, Acc)> = Vec::with_capacity(cells.sector.len());
+    for &(k, ref c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
+        let (ctry, sec) = sector_key_parts(k);
+        let sources = c.sources.to_sketch();
+        country.entry(ctry).or_default().add(&c.core, &sources);
+        sector.entry(sec).or_default().add(&c.core, &sources);
+        let mut a = Acc::default();
+        a.add_owned(&c.core, sources);
+        cs.push((k, a));
+    }
+
+    let mut rows: Vec<(Dimension, String, Acc)> =
+        Vec::with_capacity(country.len() + asn.len() + prefix.len() + sector.len() + cs.len());
+    rows.extend(
+        country
+            .into_iter()
+            .map(|(c, a)| (Dimension::OriginCountry, country_str(c), a)),
+    );
+    let top = keys.publish_top_keys;
+    publish(
+        asn,
+        Dimension::OriginAsn,
+        |n| format!("AS{n}"),
+        top,
+        &mut rows,
+        &mut stats,
+    );
+    publish(
+        prefix,
+        Dimension::OriginPrefix,
+        prefix_key,
+        top,
+        &mut rows,
+        &mut stats,
+    );
+    rows.extend(
+        sector
+            .into_iter()
+            .map(|(s, a)| (Dimension::TargetSector, sector_name(s).to_owned(), a)),
+    );
+    rows.extend(cs.into_iter().map(|(k, a)| {
+        let (c, s) = sector_key_parts(k);
+        (
+            Dimension::CountrySector,
+            format!("{}|{}", country_str(c), sector_name(s)),
+            a,
+        )
+    }));
+    rows.sort_unstable_by(|a, b| (a.0 as i32, &a.1).cmp(&(b.0 as i32, &b.1)));
+    // Distinct sector ids may share a name, a key may span countries, folded
+    // keys share their `other` key: merge equal (dimension, key) rows.
+    let mut merged: Vec<(Dimension, String, Acc)> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match merged.last_mut() {
+            Some(last) if last.0 == r.0 && last.1 == r.1 => last.2.merge(r.2),
+            _ => merged.push(r),
+        }
+    }
+    out.reserve(merged.len());
+    for (d, key, a) in merged.into_iter().filter(|r| !r.2.is_empty()) {
+        out.push(pb::Partial {
+            dimension: d as i32,
+            key,
+            window_start_ms: start,
+            aggregate: Some(a.into_proto(keys.count_entries, &mut stats)),
+            // Set by the partition's ingest (`PartitionIngest::roll_up`).
+            input_partition: 0,
+        });
+    }
+    stats
+}
