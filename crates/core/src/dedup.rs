@@ -16,11 +16,15 @@
 //! - A sighting whose bucket has already expired (`expire` was called with a
 //!   watermark past it) is not remembered and is reported as new: late events
 //!   are the caller's to count.
-//! - At most 256 consecutive buckets are live at once (tags are 8 bits). An
-//!   event whose bucket is 256 or more buckets newer than the oldest live one
-//!   evicts the old buckets early (counted); one 256 or more buckets older than
+//! - **Tag range.** At most 256 consecutive buckets are live at once (tags
+//!   are 8 bits). A new fingerprint whose bucket is 256 or more buckets newer
+//!   than the oldest live one is first looked up, then the buckets 256+ older
+//!   than its own are evicted to make room; one 256 or more buckets older than
 //!   the newest live one is not remembered (counted as one evicted entry).
-//!   With the default config (11 live buckets) this needs a time jump of hours.
+//!   Neither changes which event is a duplicate as long as
+//!   `out_of_orderness + horizon <= 254 * bucket` (the config check enforces
+//!   it): the sighting that makes the range jump also moves the watermark
+//!   past every evicted bucket, and a bucket that old is already expired.
 //! - `budget_bytes` bounds the allocated slots *including* the transient
 //!   copy while one shard grows. Budgets below the minimum table
 //!   (`Dedup::MIN_BYTES`, ~32 KiB) are raised to it.
@@ -290,12 +294,22 @@ impl Dedup {
         if b < self.first_live {
             return false;
         }
-        if self.stats.entries > 0 && b.saturating_sub(self.lo) >= 256 {
-            // Tags are 8 bits: make room by evicting buckets 256+ older than `b`.
-            self.evict_below(b - 255, true);
-        }
         let key = Self::key_of(fp);
         let si = Self::shard_of(key);
+        if self.stats.entries > 0 && b.saturating_sub(self.lo) >= 256 {
+            // Tags are 8 bits: make room by evicting buckets 256+ older than
+            // `b`, after the lookup, so `fp` is judged against everything
+            // live before this sighting. Not early: this sighting moves the
+            // watermark past them (module doc, "Tag range").
+            if self
+                .shards
+                .get(si)
+                .is_some_and(|sh| matches!(Self::probe(sh, key), Probe::Found))
+            {
+                return true;
+            }
+            self.evict_below(b - 255, false);
+        }
         loop {
             let Some(sh) = self.shards.get_mut(si) else {
                 return false;
@@ -580,8 +594,13 @@ mod tests {
         assert!(!d.check_insert(1, 0));
         assert!(!d.check_insert(2, 255_999)); // bucket 255: still fine
         assert!(d.check_insert(1, 0));
+        // A re-sighting 256 buckets later is judged before the range moves.
+        assert!(d.check_insert(1, 256_500));
+        assert_eq!(d.stats().entries, 2);
         assert!(!d.check_insert(3, 256_000)); // bucket 256 evicts bucket 0
-        assert_eq!(d.stats().evicted_early_buckets, 1);
+        assert_eq!(d.stats().entries, 2);
+        // That sighting moved the watermark past bucket 0: not early.
+        assert_eq!(d.stats().evicted_early_buckets, 0);
         assert!(!d.check_insert(1, 1_000), "1 was evicted");
         assert!(d.check_insert(2, 0));
         // too old for a tag: not remembered, counted

@@ -250,3 +250,37 @@ proptest! {
         assert_same(&got, &expect);
     }
 }
+
+/// A found case: a message carries a copy of an event with an id, moved 325
+/// buckets ahead; the copy is a duplicate in the model, and the dedup table's
+/// tag range must not forget the original before judging it.
+#[test]
+fn a_resighting_far_ahead_is_judged_before_the_tag_range_moves() {
+    let g = Gen {
+        seed: 16_798_334_774_610_720_139,
+        events: 225,
+        dup_pct: 5,
+        late_pct: 3,
+        jitter_ms: 0,
+        bad_pct: 1,
+    };
+    let mut cfg = rampart_core::ingest::IngestConfig::default();
+    cfg.window.size_ms = 1000;
+    cfg.window.out_of_orderness_ms = 0;
+    cfg.window.allowed_lateness_ms = 0;
+    cfg.dedup.horizon_ms = 2000;
+    cfg.dedup.bucket_ms = 1000;
+    cfg.dedup.budget_bytes = 64 << 20;
+    cfg.fingerprint = rampart_core::fingerprint::FingerprintSpec::Auto {
+        time_bucket_ms: 1000,
+    };
+    let evs = events(&g, cfg.dedup.bucket_ms);
+    let parts: Vec<Vec<ModelInput>> = split_partitions(&evs, 2)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| messages(p, g.seed.wrapping_add(i as u64), g.bad_pct, true))
+        .collect();
+    let (outs, _) = ingest_all(&cfg, &parts, true);
+    let m = model::run(&cfg, &parts, &mut TableEnricher, true);
+    assert_same(&merge_all(cfg.window.size_ms, &outs), &m.rollups);
+}

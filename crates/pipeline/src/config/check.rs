@@ -305,6 +305,17 @@ pub(super) fn check(
             format!("must not exceed dedup.horizon ({})", cfg.dedup.horizon),
         );
     }
+    if bucket > 0 && ooo.saturating_add(horizon) > bucket.saturating_mul(254) {
+        // The dedup table tags entries with 8 bits of bucket index (dedup
+        // module doc, "Tag range"): more live buckets would forget too early.
+        issue(
+            "dedup.bucket",
+            format!(
+                "too small for dedup.horizon ({}) plus window.out_of_orderness ({}): they may span at most 254 buckets",
+                cfg.dedup.horizon, cfg.window.out_of_orderness
+            ),
+        );
+    }
     let keys = key_budget(&cfg.keys, &mut issue);
     let memory_budget = memory_budget(&cfg, &mut issue);
     if !issues.is_empty() {

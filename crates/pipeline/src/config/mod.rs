@@ -340,6 +340,25 @@ mod tests {
     }
 
     #[test]
+    fn the_dedup_horizon_may_span_at_most_254_buckets() {
+        // 10 min + 5 s of out-of-orderness in 1 min buckets: fine.
+        let f = write("[dedup]\nhorizon = \"10m\"\nbucket = \"1m\"\n");
+        assert!(load(Some(f.path()), []).is_ok());
+        // 254 buckets exactly pass, one millisecond more does not.
+        let f = write(
+            "[window]\nout_of_orderness = \"0s\"\n[dedup]\nhorizon = \"254s\"\nbucket = \"1s\"\n",
+        );
+        assert!(load(Some(f.path()), []).is_ok());
+        let f = write(
+            "[window]\nout_of_orderness = \"1ms\"\n[dedup]\nhorizon = \"254s\"\nbucket = \"1s\"\n",
+        );
+        let err = load(Some(f.path()), []).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        assert_eq!(err.issues[0].key, "dedup.bucket");
+        assert!(err.issues[0].message.contains("254 buckets"), "{err}");
+    }
+
+    #[test]
     fn a_checkpoint_interval_must_stay_within_half_the_transaction_timeout() {
         // Rampart's default timeout is 60 s: 30 s passes, 31 s does not.
         let f = write("[processing]\ncheckpoint_interval = \"30s\"\n");
