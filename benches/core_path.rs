@@ -72,6 +72,14 @@ impl Enricher for FastEnricher {
     fn sector(&mut self, dst: &[u8]) -> SectorId {
         SectorId(u16::from(dst.get(2).copied().unwrap_or(0) % 17))
     }
+    // Both answers are functions of the /24, as an MMDB network or asset
+    // CIDR of /24 or shorter is: `rampart-enrich` says so too.
+    fn origin_of_prefix24(&mut self, src: &[u8]) -> (Origin, bool) {
+        (self.origin(src), src.len() == 4)
+    }
+    fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
+        (self.sector(dst), dst.len() == 4)
+    }
     fn sector_name(&self, id: SectorId) -> &str {
         self.names
             .get(usize::from(id.0))

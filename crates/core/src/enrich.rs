@@ -52,6 +52,18 @@ pub trait Enricher {
     fn origin(&mut self, src: &[u8]) -> Origin;
     /// `dst` is 4 or 16 bytes.
     fn sector(&mut self, dst: &[u8]) -> SectorId;
+    /// [`Enricher::origin`], and whether every address of the /24 of `src`
+    /// has that origin: `true` only for a 4-byte `src` whose whole /24 lies
+    /// in one network of the database(s). The ingest stage then caches the
+    /// answer per /24 rather than per address. The default claims nothing.
+    fn origin_of_prefix24(&mut self, src: &[u8]) -> (Origin, bool) {
+        (self.origin(src), false)
+    }
+    /// [`Enricher::sector`], and whether every address of the /24 of `dst`
+    /// has that sector (as [`Enricher::origin_of_prefix24`]).
+    fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
+        (self.sector(dst), false)
+    }
     /// "taxonomy:code", e.g. "cisa:energy"; "unknown" for `SectorId::UNKNOWN`.
     fn sector_name(&self, id: SectorId) -> &str;
     /// Lookups answered so far by this value (cumulative); zero when the

@@ -117,6 +117,14 @@ impl Enricher for Enrichment {
         self.sectors.lookup_bytes(dst)
     }
 
+    fn origin_of_prefix24(&mut self, src: &[u8]) -> (Origin, bool) {
+        self.origin.lookup_bytes_prefix24(src)
+    }
+
+    fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
+        self.sectors.lookup_bytes_prefix24(dst)
+    }
+
     fn sector_name(&self, id: SectorId) -> &str {
         self.sectors.name(id)
     }

@@ -204,20 +204,35 @@ impl MmdbOrigin {
 
     /// Looks up an address, through the cache.
     pub fn lookup(&mut self, ip: IpAddr) -> Origin {
+        self.lookup_scoped(ip).0
+    }
+
+    /// [`Self::lookup_bytes`], and whether every address of the /24 of a
+    /// 4-byte `addr` has that origin (always `false` for other lengths).
+    pub fn lookup_bytes_prefix24(&mut self, addr: &[u8]) -> (Origin, bool) {
+        match <[u8; 4]>::try_from(addr) {
+            Ok(v4) => self.lookup_scoped(IpAddr::from(v4)),
+            Err(_) => (self.lookup_bytes(addr), false),
+        }
+    }
+
+    /// The origin of `ip` and whether its whole /24 (IPv4) or /48 (IPv6,
+    /// after canonicalisation) shares it.
+    fn lookup_scoped(&mut self, ip: IpAddr) -> (Origin, bool) {
         let ip = canonical(ip);
         self.stats.lookups += 1;
         let key = PrefixKey::prefix24_or_48(ip);
-        let origin = match self.cache.get(key) {
+        let (origin, whole_prefix_shares_it) = match self.cache.get(key) {
             Some(origin) => {
                 self.stats.cache_hits += 1;
-                origin
+                (origin, true)
             }
             None => {
                 let (origin, whole_prefix_shares_it) = self.resolve(ip);
                 if whole_prefix_shares_it {
                     self.cache.insert(key, origin);
                 }
-                origin
+                (origin, whole_prefix_shares_it)
             }
         };
         if origin == Origin::UNKNOWN {
@@ -237,7 +252,7 @@ impl MmdbOrigin {
                 self.stats.asn_hits += 1;
             }
         }
-        origin
+        (origin, whole_prefix_shares_it)
     }
 
     /// Looks up an address without the /24-/48 cache (for tests and checks).

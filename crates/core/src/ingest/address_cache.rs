@@ -1,8 +1,12 @@
 //! The cell keys of an event: its source's origin (interned) and its target's
-//! sector, looked up through the enricher behind per-address caches.
+//! sector, looked up through the enricher behind caches keyed by IPv4 /24 or
+//! address.
 //!
-//! IPv4 answers are cached per address, so the `Enricher` must be a pure
-//! function of the address; IPv6 lookups always go to the enricher.
+//! IPv4 answers are cached per /24 when the enricher says the whole /24 shares
+//! them ([`Enricher::origin_of_prefix24`]), else per address, so the
+//! `Enricher` must be a pure function of the address. A cached origin carries
+//! its country, so neither the interning map nor the interned origins are
+//! read on a hit. IPv6 lookups always go to the enricher.
 
 use rustc_hash::FxHashMap;
 
@@ -11,23 +15,50 @@ use crate::enrich::{Enricher, Origin};
 use crate::event::EventView;
 use crate::prefix_cache::{PrefixCache, PrefixKey};
 
-/// Slots of each per-address cache.
+/// Slots of each cache (each slot 16 bytes: 1 MiB per cache).
 const ADDRESS_CACHE_SLOTS: usize = 1 << 16;
 
-/// Interned origins and the per-address caches of origin ids and sectors.
+/// A cached origin: its interned id and (a copy of) its country.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct CachedOrigin {
+    id: u32,
+    country: [u8; 2],
+}
+
+/// Interned origins and the caches of origins and sectors.
 #[derive(Debug)]
 pub(super) struct AddressCache {
     /// Every origin seen, indexed by its interned id.
     origins: Vec<Origin>,
     origin_ids: FxHashMap<Origin, u32>,
-    /// IPv4 source address → interned origin id.
-    source_origins: PrefixCache<u32>,
-    /// IPv4 target address → sector id.
+    /// IPv4 source /24 (when shared) or address → interned origin.
+    source_origins: PrefixCache<CachedOrigin>,
+    /// IPv4 target /24 (when shared) or address → sector id.
     target_sectors: PrefixCache<u16>,
 }
 
 fn ipv4(address: &[u8]) -> Option<u32> {
     <[u8; 4]>::try_from(address).ok().map(u32::from_be_bytes)
+}
+
+/// The cached value under the /24 key of `address`, else under its address key.
+#[inline]
+fn cached<V: Copy>(cache: &PrefixCache<V>, address: u32) -> Option<V> {
+    cache
+        .get(PrefixKey::ipv4_prefix24(address))
+        .or_else(|| cache.get(PrefixKey::ipv4_address(address)))
+}
+
+/// Caches `value` under the /24 key of `address` when the whole /24 shares it,
+/// else under the address key.
+#[inline]
+fn remember<V: Copy>(cache: &mut PrefixCache<V>, address: u32, value: V, whole_prefix24: bool) {
+    let key = if whole_prefix24 {
+        PrefixKey::ipv4_prefix24(address)
+    } else {
+        PrefixKey::ipv4_address(address)
+    };
+    cache.insert(key, value);
 }
 
 impl AddressCache {
@@ -45,31 +76,38 @@ impl AddressCache {
         &self.origins
     }
 
-    /// Loads the cache slots of every event's addresses, so that their misses
-    /// overlap instead of stalling each event's key in turn.
+    /// Loads the /24 cache slots of every event's addresses, so that their
+    /// misses overlap instead of stalling each event's key in turn.
     #[inline]
     pub(super) fn touch_all(&self, views: &[EventView<'_>]) {
         let mut touched = 0u64;
         for event in views {
             if let Some(address) = ipv4(event.src_ip) {
-                touched ^= self.source_origins.touch(PrefixKey::ipv4_address(address));
+                touched ^= self.source_origins.touch(PrefixKey::ipv4_prefix24(address));
             }
             if let Some(address) = ipv4(event.dst_ip) {
-                touched ^= self.target_sectors.touch(PrefixKey::ipv4_address(address));
+                touched ^= self.target_sectors.touch(PrefixKey::ipv4_prefix24(address));
             }
         }
         std::hint::black_box(touched);
     }
 
+    /// The interned id of a normalised origin, with its country.
     #[inline]
-    fn intern(&mut self, origin: Origin) -> u32 {
-        if let Some(&id) = self.origin_ids.get(&origin) {
-            return id;
+    fn intern(&mut self, origin: Origin) -> CachedOrigin {
+        let id = match self.origin_ids.get(&origin) {
+            Some(&id) => id,
+            None => {
+                let id = self.origins.len() as u32;
+                self.origins.push(origin);
+                self.origin_ids.insert(origin, id);
+                id
+            }
+        };
+        CachedOrigin {
+            id,
+            country: origin.country,
         }
-        let id = self.origins.len() as u32;
-        self.origins.push(origin);
-        self.origin_ids.insert(origin, id);
-        id
     }
 
     /// The keys of the origin cell and the sector cell `event` counts into.
@@ -81,13 +119,13 @@ impl AddressCache {
     ) -> (OriginKey, u32) {
         let (prefix, origin) = match ipv4(event.src_ip) {
             Some(address) => {
-                let key = PrefixKey::ipv4_address(address);
-                let origin = match self.source_origins.get(key) {
-                    Some(id) => id,
+                let origin = match cached(&self.source_origins, address) {
+                    Some(origin) => origin,
                     None => {
-                        let id = self.intern(normalize(enricher.origin(event.src_ip)));
-                        self.source_origins.insert(key, id);
-                        id
+                        let (origin, whole_prefix24) = enricher.origin_of_prefix24(event.src_ip);
+                        let origin = self.intern(normalize(origin));
+                        remember(&mut self.source_origins, address, origin, whole_prefix24);
+                        origin
                     }
                 };
                 (u64::from(address >> 8), origin)
@@ -102,24 +140,23 @@ impl AddressCache {
             }
         };
         let sector = match ipv4(event.dst_ip) {
-            Some(address) => {
-                let key = PrefixKey::ipv4_address(address);
-                match self.target_sectors.get(key) {
-                    Some(sector) => sector,
-                    None => {
-                        let sector = enricher.sector(event.dst_ip).0;
-                        self.target_sectors.insert(key, sector);
-                        sector
-                    }
+            Some(address) => match cached(&self.target_sectors, address) {
+                Some(sector) => sector,
+                None => {
+                    let (sector, whole_prefix24) = enricher.sector_of_prefix24(event.dst_ip);
+                    remember(&mut self.target_sectors, address, sector.0, whole_prefix24);
+                    sector.0
                 }
-            }
+            },
             None => enricher.sector(event.dst_ip).0,
         };
-        let country = self
-            .origins
-            .get(origin as usize)
-            .map_or(Origin::UNKNOWN.country, |o| o.country);
-        (OriginKey { prefix, origin }, sector_key(country, sector))
+        (
+            OriginKey {
+                prefix,
+                origin: origin.id,
+            },
+            sector_key(origin.country, sector),
+        )
     }
 }
 

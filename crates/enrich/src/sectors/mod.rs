@@ -334,26 +334,42 @@ impl SectorTable {
 
     /// Longest-prefix match through the cache.
     pub fn lookup(&mut self, ip: IpAddr) -> SectorId {
+        self.lookup_scoped(ip).0
+    }
+
+    /// [`Self::lookup_bytes`], and whether every address of the /24 of a
+    /// 4-byte `addr` has that sector (always `false` for other lengths).
+    pub fn lookup_bytes_prefix24(&mut self, addr: &[u8]) -> (SectorId, bool) {
+        match <[u8; 4]>::try_from(addr) {
+            Ok(v4) => self.lookup_scoped(IpAddr::from(v4)),
+            Err(_) => (self.lookup_bytes(addr), false),
+        }
+    }
+
+    /// The sector of `ip` and whether its whole /24 (IPv4) or /48 (IPv6,
+    /// after canonicalisation) shares it.
+    fn lookup_scoped(&mut self, ip: IpAddr) -> (SectorId, bool) {
         let ip = canonical(ip);
         self.stats.lookups += 1;
         let key = PrefixKey::prefix24_or_48(ip);
-        let id = match self.cache.get(key) {
+        let (id, whole_prefix_shares_it) = match self.cache.get(key) {
             Some(id) => {
                 self.stats.cache_hits += 1;
-                id
+                (id, true)
             }
             None => {
                 let id = self.tables.lookup(ip);
-                if !self.cache.is_disabled() && self.tables.cacheable(ip) {
+                let whole_prefix_shares_it = self.tables.cacheable(ip);
+                if !self.cache.is_disabled() && whole_prefix_shares_it {
                     self.cache.insert(key, id);
                 }
-                id
+                (id, whole_prefix_shares_it)
             }
         };
         if id == SectorId::UNKNOWN {
             self.stats.unknown += 1;
         }
-        id
+        (id, whole_prefix_shares_it)
     }
 
     /// Longest-prefix match without the cache or counters.
