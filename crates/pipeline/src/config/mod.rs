@@ -260,7 +260,7 @@ mod tests {
     fn defaults_are_valid() {
         let s = load(None, []).unwrap();
         assert_eq!(s.ingest.window.size_ms, 60_000);
-        assert_eq!(s.ingest.dedup.budget_bytes, 256 << 20);
+        assert_eq!(s.ingest.dedup.budget_bytes, 1 << 30);
         assert_eq!(s.raw.processing.guarantee, Guarantee::ExactlyOnce);
     }
 

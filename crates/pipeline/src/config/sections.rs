@@ -141,7 +141,7 @@ pub struct DedupSection {
     pub horizon: String,
     /// Width of one dedup time bucket (default 1m).
     pub bucket: String,
-    /// Memory budget of one partition's dedup table (default 256MiB).
+    /// Memory budget of one partition's dedup table (default 1GiB).
     pub budget: String,
     /// Fingerprint fields: "auto" (event_id when present, else the 5-tuple,
     /// kind, rule id and time bucket) or a list such as
@@ -163,7 +163,7 @@ impl Default for DedupSection {
         DedupSection {
             horizon: "10m".into(),
             bucket: "1m".into(),
-            budget: "256MiB".into(),
+            budget: "1GiB".into(),
             fields: FieldsSetting::Auto("auto".into()),
             time_bucket: "1s".into(),
         }
