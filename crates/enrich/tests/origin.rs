@@ -305,4 +305,48 @@ proptest! {
             prop_assert_eq!(o.lookup_uncached(*a), want, "uncached {}", a);
         }
     }
+
+    /// A claim that the whole /24 shares an answer (the ingest stage then
+    /// caches it per /24) holds for all 256 addresses by brute force, and is
+    /// made where it holds (except under a network that is itself finer).
+    #[test]
+    fn a_shared_prefix24_claim_holds_for_every_address(
+        nets in proptest::collection::vec(arb_net(), 0..40),
+        asn_nets in proptest::collection::vec(arb_net(), 0..40),
+        ips in proptest::collection::vec(arb_ip(), 1..100),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = build(dir.path(), &nets, &asn_nets);
+        let answer = |a: IpAddr| (model(&nets, a).map(|n| n.country), model(&asn_nets, a).map(|n| n.asn));
+        for a in ips.iter().chain(ips.iter().rev()) {
+            let IpAddr::V4(v4) = a else {
+                let (origin, shared) = o.lookup_bytes_prefix24(&ip_bytes(*a));
+                prop_assert_eq!(origin, o.lookup_uncached(*a));
+                prop_assert!(!shared, "only 4-byte addresses are shared per /24");
+                continue;
+            };
+            let (origin, shared) = o.lookup_bytes_prefix24(&v4.octets());
+            prop_assert_eq!(origin, o.lookup_uncached(*a));
+            let [p0, p1, p2, _] = v4.octets();
+            let whole = (0..=255u8).all(|last| answer(IpAddr::from([p0, p1, p2, last])) == answer(*a));
+            if shared {
+                prop_assert!(whole, "{} claimed shared but its /24 differs", a);
+            }
+            // A network longer than /24 inside this /24 splits it in the
+            // database's tree, even when its answer is the same.
+            let finer = nets.iter().chain(&asn_nets).any(|n| {
+                n.len > 24 && matches!(n.addr, IpAddr::V4(x) if x.octets()[..3] == v4.octets()[..3])
+            });
+            if whole && !finer {
+                prop_assert!(shared, "{}: its /24 shares one answer", a);
+            }
+        }
+    }
+}
+
+fn ip_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
 }

@@ -264,6 +264,25 @@ proptest! {
             let id = t.lookup(*a);
             prop_assert_eq!(t.name(id), want.as_str(), "cached {}", a);
             prop_assert_eq!(t.lookup_uncached(*a), id);
+            // A claim that the whole /24 shares the sector (the ingest stage
+            // then caches it per /24) holds for all 256 addresses.
+            if let IpAddr::V4(v4) = a {
+                let (shared_id, shared) = t.lookup_bytes_prefix24(&v4.octets());
+                prop_assert_eq!(shared_id, id);
+                let [p0, p1, p2, _] = v4.octets();
+                let brute = |x: IpAddr| {
+                    entries
+                        .iter()
+                        .filter(|(n, _)| n.contains(x))
+                        .max_by_key(|(n, _)| n.prefix())
+                        .map(|(_, s)| *s)
+                };
+                let whole = (0..=255u8).all(|last| brute(IpAddr::from([p0, p1, p2, last])) == brute(*a));
+                prop_assert!(!shared || whole, "{} claimed shared but its /24 differs", a);
+            } else {
+                let bytes = match a { IpAddr::V6(v6) => v6.octets(), IpAddr::V4(_) => [0; 16] };
+                prop_assert!(!t.lookup_bytes_prefix24(&bytes).1, "only 4-byte addresses are shared");
+            }
         }
     }
 }

@@ -172,3 +172,107 @@ fn normalize(origin: Origin) -> Origin {
         asn: origin.asn,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enrich::SectorId;
+
+    /// Origin by the address's second octet, except that the /24s with third
+    /// octet 7 split by the last octet (and say so: not shared); sector by
+    /// the third octet of the target, shared unless the third octet is 7.
+    /// Counts the lookups.
+    #[derive(Default)]
+    struct Splitting {
+        origin_calls: usize,
+        sector_calls: usize,
+    }
+
+    fn expected_origin(src: &[u8]) -> Origin {
+        match *src {
+            [_, b, 7, d] => Origin {
+                country: [b'A' + d % 26, b'B'],
+                asn: u32::from(d),
+            },
+            [_, b, _, _] => Origin {
+                country: [b'A' + b % 26, b'A'],
+                asn: 1000 + u32::from(b),
+            },
+            _ => Origin::UNKNOWN,
+        }
+    }
+
+    fn expected_sector(dst: &[u8]) -> u16 {
+        match *dst {
+            [_, _, 7, d] => u16::from(d % 5) + 1,
+            [_, _, c, _] => u16::from(c % 3) + 1,
+            _ => 0,
+        }
+    }
+
+    impl Enricher for Splitting {
+        fn origin(&mut self, src: &[u8]) -> Origin {
+            self.origin_calls += 1;
+            expected_origin(src)
+        }
+        fn sector(&mut self, dst: &[u8]) -> SectorId {
+            self.sector_calls += 1;
+            SectorId(expected_sector(dst))
+        }
+        fn origin_of_prefix24(&mut self, src: &[u8]) -> (Origin, bool) {
+            (self.origin(src), src.len() == 4 && src.get(2) != Some(&7))
+        }
+        fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
+            (self.sector(dst), dst.len() == 4 && dst.get(2) != Some(&7))
+        }
+        fn sector_name(&self, _: SectorId) -> &str {
+            "x"
+        }
+    }
+
+    #[test]
+    fn keys_equal_direct_lookups_and_shared_prefixes_are_looked_up_once() {
+        let mut cache = AddressCache::new();
+        let mut enricher = Splitting::default();
+        let mut sources = Vec::new();
+        for round in 0..3u8 {
+            for b in 0..4u8 {
+                for c in [1u8, 7] {
+                    for d in 0..50u8 {
+                        sources.push([10, b, c, d.wrapping_mul(5).wrapping_add(round)]);
+                    }
+                }
+            }
+        }
+        for (i, src) in sources.iter().enumerate() {
+            let dst = [192, 0, src[2], (i % 256) as u8];
+            let event = EventView {
+                src_ip: src,
+                dst_ip: &dst,
+                ..EventView::default()
+            };
+            let (origin_key, sector) = cache.cell_key(&event, &mut enricher);
+            let want = normalize(expected_origin(src));
+            assert_eq!(
+                cache.origins().get(origin_key.origin as usize),
+                Some(&want),
+                "{src:?}"
+            );
+            assert_eq!(origin_key.prefix, u64::from(u32::from_be_bytes(*src) >> 8));
+            assert_eq!(sector, sector_key(want.country, expected_sector(&dst)));
+        }
+        // Shared /24s (third octet 1): one origin lookup each (4 of them).
+        // Split /24s: one per distinct address (4 × 150 addresses).
+        let split_addresses: std::collections::HashSet<_> =
+            sources.iter().filter(|s| s[2] == 7).collect();
+        assert_eq!(enricher.origin_calls, 4 + split_addresses.len());
+        // Targets 192.0.1.x share one /24; 192.0.7.x split by address.
+        let split_targets: std::collections::HashSet<_> = sources
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s[2] == 7)
+            .map(|(i, _)| i % 256)
+            .collect();
+        assert_eq!(enricher.sector_calls, 1 + split_targets.len());
+    }
+}
