@@ -190,7 +190,7 @@ mod tests {
 
     fn expected_origin(src: &[u8]) -> Origin {
         match *src {
-            [_, b, 7, d] => Origin {
+            [_, _, 7, d] => Origin {
                 country: [b'A' + d % 26, b'B'],
                 asn: u32::from(d),
             },
