@@ -472,6 +472,11 @@ impl Enricher for WorldEnricher<'_> {
         self.world.origin(src)
     }
 
+    /// The world's IPv4 origins are owned per /24 (`World::origin`).
+    fn origin_of_prefix24(&mut self, src: &[u8]) -> (Origin, bool) {
+        (self.world.origin(src), src.len() == 4)
+    }
+
     fn sector(&mut self, dst: &[u8]) -> SectorId {
         match self.world.sector(dst) {
             Some(i) => SectorId(i as u16 + 1),
