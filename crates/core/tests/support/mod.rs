@@ -33,13 +33,38 @@ const SECTORS: [&str; 5] = [
 impl Enricher for TableEnricher {
     fn origin(&mut self, src: &[u8]) -> Origin {
         let b = src.first().copied().unwrap_or(0);
+        // An odd first byte: the ASN also varies with the last byte, so its
+        // /24s do not share one origin.
+        let split = if b % 2 == 1 {
+            u32::from(src.last().copied().unwrap_or(0) % 3) * 10
+        } else {
+            0
+        };
         Origin {
             country: COUNTRIES[usize::from(b) % COUNTRIES.len()],
-            asn: 64_500 + u32::from(b % 7),
+            asn: 64_500 + u32::from(b % 7) + split,
         }
     }
     fn sector(&mut self, dst: &[u8]) -> SectorId {
-        SectorId(u16::from(dst.first().copied().unwrap_or(0)) % SECTORS.len() as u16)
+        let b = dst.first().copied().unwrap_or(0);
+        // A first byte divisible by 3: the sector also varies with the last byte.
+        let split = if b % 3 == 0 {
+            dst.last().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        SectorId(u16::from(b.wrapping_add(split)) % SECTORS.len() as u16)
+    }
+    // The claim is made exactly where the whole /24 shares the answer, so
+    // ingest's per-/24 and per-address caches are both exercised (a cache
+    // that shared an answer it should not would differ from the model).
+    fn origin_of_prefix24(&mut self, src: &[u8]) -> (Origin, bool) {
+        let shared = src.len() == 4 && src.first().is_some_and(|b| b % 2 == 0);
+        (self.origin(src), shared)
+    }
+    fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
+        let shared = dst.len() == 4 && dst.first().is_some_and(|b| b % 3 != 0);
+        (self.sector(dst), shared)
     }
     fn sector_name(&self, id: SectorId) -> &str {
         SECTORS.get(usize::from(id.0)).copied().unwrap_or("unknown")
