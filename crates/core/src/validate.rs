@@ -32,10 +32,25 @@ pub enum Rejection {
     ProtocolOutOfRange,
     UnknownKind,
     FieldTooLong,
+    // Reasons of one JSON document (`rampart-formats`), judged before the
+    // event exists; the document alone is dead-lettered.
+    /// Not valid JSON (or not UTF-8).
+    MalformedJson,
+    /// A field the mapping reads has another JSON type (a port as a string,
+    /// the document not an object).
+    WrongFieldType,
+    /// A field the mapping needs is absent (e.g. EVE's `event_type`).
+    MissingField,
+    /// A time that does not parse (or has no time zone).
+    BadTimestamp,
+    /// An address that is not IPv4 or IPv6 text.
+    BadAddress,
+    /// A protocol name that is not known and not a number.
+    UnknownProtocol,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 14] = [
+    pub const ALL: [Rejection; 20] = [
         Rejection::MalformedProtobuf,
         Rejection::BatchTooLarge,
         Rejection::EmptyBatch,
@@ -50,6 +65,12 @@ impl Rejection {
         Rejection::ProtocolOutOfRange,
         Rejection::UnknownKind,
         Rejection::FieldTooLong,
+        Rejection::MalformedJson,
+        Rejection::WrongFieldType,
+        Rejection::MissingField,
+        Rejection::BadTimestamp,
+        Rejection::BadAddress,
+        Rejection::UnknownProtocol,
     ];
 
     /// snake_case name, stable: used as metric label and DLQ header value.
@@ -69,6 +90,12 @@ impl Rejection {
             Rejection::ProtocolOutOfRange => "protocol_out_of_range",
             Rejection::UnknownKind => "unknown_kind",
             Rejection::FieldTooLong => "field_too_long",
+            Rejection::MalformedJson => "malformed_json",
+            Rejection::WrongFieldType => "wrong_field_type",
+            Rejection::MissingField => "missing_field",
+            Rejection::BadTimestamp => "bad_timestamp",
+            Rejection::BadAddress => "bad_address",
+            Rejection::UnknownProtocol => "unknown_protocol",
         }
     }
 }

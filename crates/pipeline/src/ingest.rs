@@ -490,6 +490,12 @@ fn describe(r: Rejection) -> &'static str {
         Rejection::ProtocolOutOfRange => "an event's protocol is above 255",
         Rejection::UnknownKind => "an event's kind is not a known AttackKind",
         Rejection::FieldTooLong => "an event's event_id or sensor_id is too long",
+        Rejection::MalformedJson => "a document is not valid JSON",
+        Rejection::WrongFieldType => "a document field the mapping reads has another JSON type",
+        Rejection::MissingField => "a document lacks a field its format's mapping needs",
+        Rejection::BadTimestamp => "a document's time does not parse or has no time zone",
+        Rejection::BadAddress => "a document's address is not IPv4 or IPv6 text",
+        Rejection::UnknownProtocol => "a document's protocol is neither a known name nor a number",
     }
 }
 

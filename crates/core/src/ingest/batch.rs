@@ -146,6 +146,36 @@ impl PartitionIngest {
             Err(DecodeError::TooManyEvents { .. }) => return Err(Rejection::BatchTooLarge),
         }
         validate_message(views, &self.cfg.limits)?;
+        Ok(self.process_decoded(views, trusted_now, offset, enricher))
+    }
+
+    /// Processes the events of one input message at `offset` that another
+    /// decoder produced (a JSON format, `rampart-formats`): the same
+    /// per-event validation, dedup and cells as [`Self::process_batch`], but no
+    /// whole-message checks, so `views` may be empty (a message whose
+    /// documents were all skipped or failed to map still moves the partition's
+    /// position and recorded idle advances). Rejected events are listed by
+    /// [`PartitionIngest::rejected_events`] with indexes into `views`.
+    pub fn process_events<E: Enricher + ?Sized>(
+        &mut self,
+        views: &[EventView<'_>],
+        log_append_time_ms: Option<i64>,
+        offset: i64,
+        enricher: &mut E,
+    ) -> BatchStats {
+        self.rejected.clear();
+        let trusted_now = log_append_time_ms.or_else(|| self.clock.advance_to(offset));
+        self.next_offset = self.next_offset.max(offset.saturating_add(1));
+        self.process_decoded(views, trusted_now, offset, enricher)
+    }
+
+    fn process_decoded<E: Enricher + ?Sized>(
+        &mut self,
+        views: &[EventView<'_>],
+        trusted_now: Option<i64>,
+        offset: i64,
+        enricher: &mut E,
+    ) -> BatchStats {
         for (index, event) in views.iter().enumerate() {
             if let Err(rejection) = validate(event, trusted_now, &self.cfg.limits) {
                 self.rejected.push((index as u32, rejection));
@@ -166,7 +196,7 @@ impl PartitionIngest {
         self.resolve_cells(views, offset, head_before, &mut scratch, &mut stats);
         self.update_cells(views, &scratch.pending);
         self.scratch = scratch;
-        Ok(stats)
+        stats
     }
 
     /// Phase 2: every valid event's cell keys; late events counted into the
