@@ -102,8 +102,10 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
         return Err(Rejection::MissingField);
     }
     let alert = event_kind == Some("alert");
-    let network = category
-        .is_some_and(|c| c.iter().any(|c| c == "network" || c == "intrusion_detection"));
+    let network = category.is_some_and(|c| {
+        c.iter()
+            .any(|c| c == "network" || c == "intrusion_detection")
+    });
     if !alert && !network {
         return Ok(None);
     }

@@ -68,7 +68,10 @@ struct Anomaly<'a> {
 const CATEGORY_KINDS: &[(&str, AttackKind)] = &[
     ("Detection of a Network Scan", AttackKind::Scan),
     ("Attempted Information Leak", AttackKind::Scan),
-    ("Detection of a Denial of Service Attack", AttackKind::Backscatter),
+    (
+        "Detection of a Denial of Service Attack",
+        AttackKind::Backscatter,
+    ),
     ("Attempted Denial of Service", AttackKind::Backscatter),
     (
         "Attempt to login by a default username and password",
@@ -78,7 +81,10 @@ const CATEGORY_KINDS: &[(&str, AttackKind)] = &[
         "An attempted login using a suspicious username was detected",
         AttackKind::BruteForce,
     ),
-    ("Attempted Administrator Privilege Gain", AttackKind::Exploit),
+    (
+        "Attempted Administrator Privilege Gain",
+        AttackKind::Exploit,
+    ),
     ("Attempted User Privilege Gain", AttackKind::Exploit),
     ("Web Application Attack", AttackKind::Exploit),
     ("Executable code was detected", AttackKind::Exploit),

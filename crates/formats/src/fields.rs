@@ -240,7 +240,14 @@ mod tests {
         assert_eq!(v6.as_slice()[..4], [0x20, 0x01, 0x0d, 0xb8]);
         assert_eq!(v6.as_slice()[15], 1);
         assert_eq!(parse_ip("::ffff:192.0.2.1").unwrap().as_slice().len(), 16);
-        for bad in ["", "192.0.2", "192.0.2.256", "fe80::1%eth0", "host.example", " 1.2.3.4"] {
+        for bad in [
+            "",
+            "192.0.2",
+            "192.0.2.256",
+            "fe80::1%eth0",
+            "host.example",
+            " 1.2.3.4",
+        ] {
             assert_eq!(parse_ip(bad), Err(Rejection::BadAddress), "{bad}");
         }
     }

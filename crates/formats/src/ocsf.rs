@@ -175,13 +175,15 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
         .chain(d.attacks.as_ref())
         .flatten()
         .filter_map(|a| a.technique.as_ref()?.uid.as_deref());
-    let kind = techniques.filter_map(kind_of_technique).next().unwrap_or(
-        if class == DETECTION_FINDING {
-            AttackKind::IdsAlert
-        } else {
-            AttackKind::Scan
-        },
-    );
+    let kind =
+        techniques
+            .filter_map(kind_of_technique)
+            .next()
+            .unwrap_or(if class == DETECTION_FINDING {
+                AttackKind::IdsAlert
+            } else {
+                AttackKind::Scan
+            });
     let rule_id = finding
         .and_then(|f| f.analytic.as_ref()?.uid.as_deref())
         .map_or(0, numeric_rule_id);
@@ -189,7 +191,10 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
         .traffic
         .as_ref()
         .map_or((0, 0), |t| (t.packets.unwrap_or(0), t.bytes.unwrap_or(0)));
-    let sensor = d.device.as_ref().and_then(|d| d.name.as_ref().or(d.hostname.as_ref()));
+    let sensor = d
+        .device
+        .as_ref()
+        .and_then(|d| d.name.as_ref().or(d.hostname.as_ref()));
     Ok(Some(JsonEvent {
         time_ms,
         src_ip,
@@ -249,9 +254,16 @@ pub fn encode(e: &AttackEvent) -> String {
     if activity {
         let _ = write!(s, ",{net}");
     } else {
-        let _ = write!(s, ",\"evidences\":[{{{net}}}],\"finding_info\":{{\"title\":\"rampart loadgen\"");
+        let _ = write!(
+            s,
+            ",\"evidences\":[{{{net}}}],\"finding_info\":{{\"title\":\"rampart loadgen\""
+        );
         if e.rule_id != 0 {
-            let _ = write!(s, ",\"analytic\":{{\"uid\":\"{}\",\"type_id\":1}}", e.rule_id);
+            let _ = write!(
+                s,
+                ",\"analytic\":{{\"uid\":\"{}\",\"type_id\":1}}",
+                e.rule_id
+            );
         }
         if let Some(t) = technique_of_kind(e.kind) {
             let _ = write!(s, ",\"attacks\":[{{\"technique\":{{\"uid\":\"{t}\"}}}}]");

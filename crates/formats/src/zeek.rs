@@ -70,11 +70,8 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
     };
     let orig = (opt_ip(d.orig_h.as_ref())?, d.orig_p.unwrap_or(0));
     let resp = (opt_ip(d.resp_h.as_ref())?, d.resp_p.unwrap_or(0));
-    let ((src_ip, src_port), (dst_ip, dst_port)) = if flipped {
-        (resp, orig)
-    } else {
-        (orig, resp)
-    };
+    let ((src_ip, src_port), (dst_ip, dst_port)) =
+        if flipped { (resp, orig) } else { (orig, resp) };
     let v6 = src_ip.is_v6() || dst_ip.is_v6();
     let protocol = match (d.ip_proto, d.proto.as_deref()) {
         (Some(n), _) => saturate_u32(n),
