@@ -402,6 +402,8 @@ mod tests {
         Topology {
             input_topic: "raw".into(),
             input_partitions: 4,
+            input_base: 0,
+            input_total: 4,
             partials_topic: "partials".into(),
             partials_partitions: 3,
         }
@@ -453,9 +455,54 @@ mod tests {
             counts,
             RecordedCounts {
                 input: Some(4),
-                partials: Some(3)
+                partials: Some(3),
+                ..RecordedCounts::default()
             }
         );
+    }
+
+    #[test]
+    fn several_inputs_record_their_numbering_and_refuse_another() {
+        // The second of two inputs: 3 partitions numbered 4..7 of 7.
+        let second = Topology {
+            input_topic: "zeek".into(),
+            input_partitions: 3,
+            input_base: 4,
+            input_total: 7,
+            ..topology()
+        };
+        let resume = ResumePoint {
+            replay_from_offset: 1,
+            ..ResumePoint::default()
+        };
+        let text = encode_metadata(0, &resume, &second).unwrap();
+        assert!(text.ends_with(";n=3;p=3;b=4;t=7"), "{text}");
+        let (_, counts) = decode_metadata::<ResumePoint>(&text).unwrap();
+        assert_eq!(second.changed(counts), None);
+        // Inputs reordered (same counts, another base), or one more input.
+        let reordered = Topology {
+            input_base: 0,
+            ..second.clone()
+        };
+        assert_eq!(reordered.changed(counts).map(|c| (c.1, c.2)), Some((4, 0)));
+        let grown = Topology {
+            input_total: 9,
+            ..second.clone()
+        };
+        assert_eq!(grown.changed(counts).map(|c| (c.1, c.2)), Some((7, 9)));
+        // A single input's checkpoint (no b/t) under two inputs: its total was n.
+        let single = encode_metadata(0, &resume, &topology()).unwrap();
+        assert!(single.ends_with(";n=4;p=3"), "{single}");
+        let (_, counts) = decode_metadata::<ResumePoint>(&single).unwrap();
+        let first_of_two = Topology {
+            input_total: 7,
+            ..topology()
+        };
+        assert_eq!(
+            first_of_two.changed(counts).map(|c| (c.1, c.2)),
+            Some((4, 7))
+        );
+        assert_eq!(topology().changed(counts), None);
     }
 
     #[test]

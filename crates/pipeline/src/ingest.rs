@@ -12,9 +12,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
 use rampart_core::enrich::Enricher;
+use rampart_core::event::EventView;
 use rampart_core::ingest::{IngestConfig, MAX_CLOCK_ENTRIES, PartitionIngest, ResumePoint};
 use rampart_core::proto::v1::internal::{Partial, PartialBatch, WindowClosed};
 use rampart_core::validate::Rejection;
+use rampart_formats::{Format, JsonDecoder};
 use rdkafka::Timestamp;
 use rdkafka::message::{BorrowedMessage, Message};
 use rustc_hash::FxHashMap;
@@ -22,7 +24,9 @@ use tracing::{debug, warn};
 
 use crate::checkpoint::{self, CheckpointError, PartitionCheckpoint, Replaying, RestorePolicy};
 use crate::memory::MemoryShare;
-use crate::records::{OutRecord, dead_letter, events_dead_letter, partials_hash};
+use crate::records::{
+    OutRecord, dead_letter, documents_dead_letter, events_dead_letter, partials_hash,
+};
 use crate::stage::{Handler, Refused, Start};
 use crate::telemetry::IngestMetrics;
 
@@ -76,6 +80,8 @@ pub(crate) struct IngestWiring {
     /// The partition counts routed by, and what a refused checkpoint does.
     pub(crate) restore: RestorePolicy,
     pub(crate) idle_timeout_ms: i64,
+    /// The format of the input topic's messages.
+    pub(crate) format: Format,
 }
 
 pub(crate) struct IngestHandler<E: Enricher + Send + 'static> {
@@ -91,6 +97,9 @@ pub(crate) struct IngestHandler<E: Enricher + Send + 'static> {
     memory: Option<(Arc<MemoryShare>, usize)>,
     /// The per-partition dedup budget last applied.
     dedup_budget: Option<usize>,
+    /// The JSON formats' decoder and its event views, reused across messages.
+    json: JsonDecoder,
+    views: Vec<EventView<'static>>,
 }
 
 impl<E: Enricher + Send + 'static> IngestHandler<E> {
@@ -114,6 +123,8 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             metrics,
             memory,
             dedup_budget: None,
+            json: JsonDecoder::default(),
+            views: Vec::new(),
         }
     }
 
@@ -142,10 +153,12 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
     }
 
     fn new_core(&self, partition: i32, resume: Option<&ResumePoint>) -> PartitionIngest {
+        // Numbered across every input topic (`Topology`), as markers carry it.
+        let topology = &self.wiring.restore.topology;
         let (mut config, index, count) = (
             self.config.clone(),
-            partition as u32,
-            self.wiring.restore.topology.input_partitions,
+            topology.input_base + partition as u32,
+            topology.input_total,
         );
         if let Some((share, _)) = &self.memory {
             config.dedup.budget_bytes = share.dedup_budget();
@@ -312,6 +325,59 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             Timestamp::LogAppendTime(ms) => Some(ms),
             _ => None,
         };
+        if self.wiring.format != Format::Protobuf {
+            let format = self.wiring.format;
+            let json = &mut self.json;
+            let decoded = json.decode(format, payload, self.config.limits.max_batch_events);
+            if let Err(rejection) = decoded {
+                // Nothing of the message counts; its position still moves.
+                state
+                    .core
+                    .process_events(&[], append_time, offset, &mut self.enricher);
+                if !replaying {
+                    self.metrics.rejected(rejection);
+                    out.push(dead_letter(
+                        &self.wiring.dlq_topic,
+                        msg,
+                        rejection.as_str(),
+                        describe(rejection),
+                        self.wiring.max_record_bytes,
+                    ));
+                }
+            } else {
+                // Empty, so `map` never runs; in-place collect keeps the allocation.
+                let mut scoped: Vec<EventView<'_>> = std::mem::take(&mut self.views)
+                    .into_iter()
+                    .map(|_| EventView::default())
+                    .collect();
+                json.fill_views(&mut scoped);
+                let stats =
+                    state
+                        .core
+                        .process_events(&scoped, append_time, offset, &mut self.enricher);
+                scoped.clear();
+                self.views = scoped.into_iter().map(|_| EventView::default()).collect();
+                if !replaying {
+                    self.metrics.batch(payload.len(), &stats);
+                    self.metrics.documents_skipped(format, json.skipped());
+                    let (rejected, bytes) =
+                        json.dead_letters(payload, state.core.rejected_events());
+                    if let Some(&(_, first)) = rejected.first() {
+                        self.metrics.events_rejected(first, rejected.len() as u64);
+                        out.push(documents_dead_letter(
+                            &self.wiring.dlq_topic,
+                            msg,
+                            bytes,
+                            &rejected,
+                            describe(first),
+                            self.wiring.max_record_bytes,
+                        ));
+                    }
+                }
+            }
+            self.drain_closed(partition, out);
+            return Ok(());
+        }
         match state
             .core
             .process_batch(payload, append_time, offset, &mut self.enricher)
@@ -473,8 +539,10 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
 fn describe(r: Rejection) -> &'static str {
     match r {
         Rejection::MalformedProtobuf => "payload is not a valid rampart.v1.AttackEventBatch",
-        Rejection::BatchTooLarge => "batch holds more events than validate.max_batch_events",
-        Rejection::EmptyBatch => "batch holds no events",
+        Rejection::BatchTooLarge => {
+            "batch holds more events (JSON: documents) than validate.max_batch_events"
+        }
+        Rejection::EmptyBatch => "batch holds no events (JSON: no document)",
         Rejection::MissingTime => "an event has no time_ms",
         Rejection::TimeInFuture => {
             "an event's time is more than validate.max_future ahead of the trusted now (broker append time or ingest clock)"

@@ -283,19 +283,31 @@ pub fn run(
     let admin = admin(settings)?;
     topics::prepare_topics(settings, &admin)?;
     let interval = Duration::from_millis(settings.checkpoint_interval_ms as u64);
-    // Both stages route by both counts and record them in every checkpoint.
-    let topology = Topology {
-        input_topic: cfg.topics.input.as_str().into(),
-        input_partitions: partition_count(&admin, &cfg.topics.input)?,
+    // Both stages route by the counts and record them in every checkpoint.
+    // Input partitions are numbered across the inputs in config order
+    // (`Topology`): the markers carry those numbers, the merge waits for all.
+    let partials_partitions = partition_count(&admin, &cfg.topics.partials)?;
+    let mut inputs = Vec::new();
+    let mut input_total = 0u32;
+    for input in &settings.inputs {
+        let partitions = partition_count(&admin, &input.topic)?;
+        inputs.push((input, input_total, partitions));
+        input_total += partitions;
+    }
+    let first_input = settings
+        .inputs
+        .first()
+        .map_or_else(|| cfg.topics.input.clone(), |i| i.topic.clone());
+    let topology_of = |topic: &str, partitions: u32, base: u32| Topology {
+        input_topic: topic.into(),
+        input_partitions: partitions,
+        input_base: base,
+        input_total,
         partials_topic: cfg.topics.partials.as_str().into(),
-        partials_partitions: partition_count(&admin, &cfg.topics.partials)?,
+        partials_partitions,
     };
-    let watched_topics = vec![
-        (cfg.topics.input.clone(), topology.input_partitions),
-        (cfg.topics.partials.clone(), topology.partials_partitions),
-    ];
-    let restore = |consumes_partials| RestorePolicy {
-        topology: topology.clone(),
+    let restore = |topology: Topology, consumes_partials| RestorePolicy {
+        topology,
         consumes_partials,
         reset_state: settings.reset_state,
     };
@@ -308,22 +320,15 @@ pub fn run(
             cfg.enrich.sectors.as_deref(),
             &cfg.enrich.origin_fields(),
         )?;
-        let wiring = IngestWiring {
-            partials_topic: cfg.topics.partials.as_str().into(),
-            dlq_topic: cfg.topics.dlq.as_str().into(),
-            max_record_bytes: records::max_record_bytes(&cfg.kafka.client),
-            restore: restore(false),
-            idle_timeout_ms: settings.idle_timeout_ms,
-        };
-        let n = match cfg.processing.ingest_threads {
-            0 => cfg
-                .processing
-                .threads()
-                .min(topology.input_partitions.max(1) as usize),
+        // Threads per input: `processing.ingest_threads`, or one per core up
+        // to the input's partitions.
+        let threads_of = |partitions: u32| match cfg.processing.ingest_threads {
+            0 => cfg.processing.threads().min(partitions.max(1) as usize),
             n => n,
         };
+        let n_total: usize = inputs.iter().map(|&(_, _, p)| threads_of(p)).sum();
         let memory = settings.memory_budget.map(|budget| {
-            let stage_threads = n + usize::from(matches!(role, Role::Both));
+            let stage_threads = n_total + usize::from(matches!(role, Role::Both));
             let queues = memory::queue_bytes(&cfg.kafka.client, stage_threads);
             let cells = config::parse_bytes(&cfg.keys.memory).unwrap_or(0);
             info!(
@@ -331,51 +336,89 @@ pub fn run(
                 queues_mib = queues >> 20,
                 "process memory budget: librdkafka queues first, the rest divided among owned partitions"
             );
-            Arc::new(memory::MemoryShare::new(budget, queues, cells, n))
+            Arc::new(memory::MemoryShare::new(budget, queues, cells, n_total))
         });
-        info!(input_topic = %cfg.topics.input, ?wiring, threads = n, "starting ingest stage");
         // Every thread is its own group member; they share one set of
-        // counters and one telemetry.
+        // counters (all inputs together).
         let shared = Arc::new(StageCounters::default());
-        let telemetry = Arc::new(StageTelemetry::new("ingest", &cfg.topics.input));
-        let mut parts = Vec::with_capacity(n);
-        for i in 0..n {
-            let handler = IngestHandler::new(
-                settings.ingest.clone(),
-                wiring.clone(),
-                enricher.clone(),
-                IngestMetrics::new(),
-                memory.clone().map(|share| (share, i)),
+        let several = inputs.len() > 1;
+        let mut ingest_stages = Vec::new();
+        // The thread's index in the memory share, across every input.
+        let mut thread_index = 0usize;
+        for &(input, base, partitions) in &inputs {
+            let topic = input.topic.as_str();
+            let wiring = IngestWiring {
+                partials_topic: cfg.topics.partials.as_str().into(),
+                dlq_topic: cfg.topics.dlq.as_str().into(),
+                max_record_bytes: records::max_record_bytes(&cfg.kafka.client),
+                restore: restore(topology_of(topic, partitions, base), false),
+                idle_timeout_ms: settings.idle_timeout_ms,
+                format: input.format,
+            };
+            let n = threads_of(partitions);
+            // The first input keeps the configured group and transactional
+            // ids (a single-input deployment's checkpoints stay valid); each
+            // further input has its own group, named after its topic (static
+            // member ids need only be unique within a group).
+            let (group, slot) = if several && base > 0 {
+                (
+                    format!("{}.{topic}", cfg.kafka.ingest_group),
+                    format!("ingest-{topic}-"),
+                )
+            } else {
+                (cfg.kafka.ingest_group.clone(), "ingest-".to_owned())
+            };
+            info!(input_topic = %topic, format = input.format.as_str(), %group, ?wiring, threads = n, "starting ingest stage");
+            let telemetry = Arc::new(StageTelemetry::new("ingest", topic));
+            let mut parts = Vec::with_capacity(n);
+            for i in 0..n {
+                let handler = IngestHandler::new(
+                    settings.ingest.clone(),
+                    wiring.clone(),
+                    enricher.clone(),
+                    IngestMetrics::new(),
+                    memory.clone().map(|share| (share, thread_index)),
+                );
+                thread_index += 1;
+                parts.push((
+                    StageSettings {
+                        name: "ingest",
+                        input_topic: topic.to_owned(),
+                        consumer: consumer_config(
+                            settings,
+                            &group,
+                            &group_member(instance, "ingest", i),
+                        )?,
+                        producer: producer_config(settings, &format!("{slot}{i}"), instance)?,
+                        guarantee: cfg.processing.guarantee,
+                        checkpoint_interval: interval,
+                        watched_topics: vec![
+                            (topic.to_owned(), partitions),
+                            (cfg.topics.partials.clone(), partials_partitions),
+                        ],
+                    },
+                    handler,
+                ));
+            }
+            let built = build_stages(parts, &shared, &telemetry)?;
+            ingest_stages.extend(
+                built
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, stage)| (format!("{slot}{i}"), stage)),
             );
-            parts.push((
-                StageSettings {
-                    name: "ingest",
-                    input_topic: cfg.topics.input.clone(),
-                    consumer: consumer_config(
-                        settings,
-                        &cfg.kafka.ingest_group,
-                        &group_member(instance, "ingest", i),
-                    )?,
-                    producer: producer_config(settings, &format!("ingest-{i}"), instance)?,
-                    guarantee: cfg.processing.guarantee,
-                    checkpoint_interval: interval,
-                    watched_topics: watched_topics.clone(),
-                },
-                handler,
-            ));
         }
-        let ingest_stages = build_stages(parts, &shared, &telemetry)?;
         counters.ingest = Some(shared);
         // Every ingest stage is built (its transactions initialised) before
-        // any joins the group: see `Stage::run`.
-        for (i, stage) in ingest_stages.into_iter().enumerate() {
-            threads.push(spawn_stage(format!("ingest-{i}"), stage, shutdown.clone()));
+        // any joins its group: see `Stage::run`.
+        for (name, stage) in ingest_stages {
+            threads.push(spawn_stage(name, stage, shutdown.clone()));
         }
     }
     if matches!(role, Role::Both | Role::Merge) {
         let wiring = MergeWiring {
             rollups_topic: cfg.topics.rollups.as_str().into(),
-            restore: restore(true),
+            restore: restore(topology_of(&first_input, input_total, 0), true),
             window_size_ms: settings.ingest.window.size_ms,
         };
         let telemetry = Arc::new(StageTelemetry::new("merge", &cfg.topics.partials));
@@ -393,7 +436,11 @@ pub fn run(
                 producer: producer_config(settings, "merge", instance)?,
                 guarantee: cfg.processing.guarantee,
                 checkpoint_interval: interval,
-                watched_topics,
+                watched_topics: inputs
+                    .iter()
+                    .map(|(input, _, partitions)| (input.topic.clone(), *partitions))
+                    .chain([(cfg.topics.partials.clone(), partials_partitions)])
+                    .collect(),
             },
             handler,
             merge_counters.clone(),

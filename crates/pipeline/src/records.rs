@@ -109,6 +109,29 @@ pub(crate) fn events_dead_letter(
     fitted(topic, msg, rec, reason, limit)
 }
 
+/// The dead letter of a JSON message's documents that did not count (failed
+/// to map, or their event was rejected by validation; the others were
+/// aggregated or skipped): `documents`, their original bytes one per line,
+/// with `rampart.rejected` = `line:reason,...` (lines of the original
+/// message, from 0), `rampart.events` their number, and the original key,
+/// headers and provenance (coordinates only when over `limit`).
+pub(crate) fn documents_dead_letter(
+    topic: &Arc<str>,
+    msg: &BorrowedMessage<'_>,
+    documents: Vec<u8>,
+    rejected: &[(u32, Rejection)],
+    detail: &str,
+    limit: usize,
+) -> OutRecord {
+    let named: Vec<(u32, &str)> = rejected
+        .iter()
+        .map(|&(line, rejection)| (line, rejection.as_str()))
+        .collect();
+    let rec = rampart_kafka::DlqRecord::for_events(msg, documents, &named, detail);
+    let reason = named.first().map_or("", |r| r.1);
+    fitted(topic, msg, rec, reason, limit)
+}
+
 /// Stable hash routing a `dimension/key` to a partials partition.
 pub(crate) fn partials_hash(dimension: i32, key: &str) -> u64 {
     let mut buf = Vec::with_capacity(key.len() + 4);

@@ -26,30 +26,34 @@ const PARTITIONS_FOLLOW_THE_TOPIC: &str = "rampart routes by the topic's partiti
      configured one only creates topics); a change under existing state is refused by the \
      checkpoints";
 
-/// Input, partials, rollups and DLQ as `settings` asks for them.
+/// The inputs (every `[[inputs]]` topic), partials, rollups and DLQ as
+/// `settings` asks for them.
 pub fn topic_specs(settings: &Settings) -> Vec<TopicSpec> {
     let t = &settings.raw.topics;
     let rf = t.replication_factor;
     let min_isr = t.min_insync();
-    [
-        TopicSpec::new(&t.input, t.input_partitions).replication(rf),
-        TopicSpec::partials(&t.partials, t.partials_partitions)
+    let inputs = settings
+        .inputs
+        .iter()
+        .map(|input| TopicSpec::new(&input.topic, t.input_partitions).replication(rf));
+    inputs
+        .chain([
+            TopicSpec::partials(&t.partials, t.partials_partitions)
+                .replication(rf)
+                .min_insync(min_isr),
+            TopicSpec::rollups(
+                &t.rollups,
+                t.rollups_partitions,
+                settings.rollups_retention_ms,
+            )
             .replication(rf)
             .min_insync(min_isr),
-        TopicSpec::rollups(
-            &t.rollups,
-            t.rollups_partitions,
-            settings.rollups_retention_ms,
-        )
-        .replication(rf)
-        .min_insync(min_isr),
-        TopicSpec::dlq(&t.dlq, t.dlq_partitions)
-            .replication(rf)
-            .min_insync(min_isr),
-    ]
-    .into_iter()
-    .map(|spec| spec.lenient("partitions", PARTITIONS_FOLLOW_THE_TOPIC))
-    .collect()
+            TopicSpec::dlq(&t.dlq, t.dlq_partitions)
+                .replication(rf)
+                .min_insync(min_isr),
+        ])
+        .map(|spec| spec.lenient("partitions", PARTITIONS_FOLLOW_THE_TOPIC))
+        .collect()
 }
 
 /// Creates the missing topics (with `topics.create`) and checks the existing ones: logs every

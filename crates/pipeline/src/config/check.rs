@@ -12,7 +12,7 @@ use rampart_core::validate::Limits;
 use rampart_core::window::WindowConfig;
 
 use super::sections::KeysSection;
-use super::{Config, ConfigIssue, FieldsSetting, Settings};
+use super::{Config, ConfigIssue, FieldsSetting, InputSection, Settings, TopicsSection};
 
 /// Parses a duration such as `500ms`, `10s`, `5m`, `2h`, `7d` into milliseconds.
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
@@ -210,12 +210,45 @@ pub(super) fn check(
             }
         }
     }
+    let inputs = if cfg.inputs.is_empty() {
+        vec![InputSection {
+            topic: cfg.topics.input.clone(),
+            format: rampart_formats::Format::Protobuf,
+        }]
+    } else {
+        if cfg.topics.input != TopicsSection::default().input {
+            issue(
+                "topics.input",
+                "name the input topics in [[inputs]] only (topics.input is the one input when there is no [[inputs]])".into(),
+            );
+        }
+        cfg.inputs.clone()
+    };
+    let input_keys: Vec<String> = (0..inputs.len())
+        .map(|i| format!("inputs[{i}].topic"))
+        .collect();
+    for (i, input) in inputs.iter().enumerate() {
+        if inputs[..i].iter().any(|other| other.topic == input.topic) {
+            issue(
+                &input_keys[i],
+                format!("{:?} is named by two inputs", input.topic),
+            );
+        }
+    }
+    let named_inputs = inputs
+        .iter()
+        .zip(&input_keys)
+        .filter(|_| !cfg.inputs.is_empty())
+        .map(|(input, key)| (key.as_str(), &input.topic));
     for (key, name) in [
         ("topics.input", &cfg.topics.input),
         ("topics.partials", &cfg.topics.partials),
         ("topics.rollups", &cfg.topics.rollups),
         ("topics.dlq", &cfg.topics.dlq),
-    ] {
+    ]
+    .into_iter()
+    .chain(named_inputs)
+    {
         let valid = !name.is_empty()
             && name.len() <= 249
             && name
@@ -349,6 +382,7 @@ pub(super) fn check(
         checkpoint_interval_ms: checkpoint,
         rollups_retention_ms: rollups_retention,
         reset_state: false,
+        inputs,
     })
 }
 

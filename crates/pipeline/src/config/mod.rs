@@ -21,8 +21,8 @@ use rampart_core::ingest::IngestConfig;
 
 pub use check::{parse_bytes, parse_duration_ms};
 pub use sections::{
-    Config, DedupSection, EnrichSection, FieldsSetting, Guarantee, KafkaSection, MetricsSection,
-    ProcessingSection, TopicsSection, ValidateSection, WindowSection,
+    Config, DedupSection, EnrichSection, FieldsSetting, Guarantee, InputSection, KafkaSection,
+    MetricsSection, ProcessingSection, TopicsSection, ValidateSection, WindowSection,
 };
 
 /// One configuration problem, with the place it came from.
@@ -82,10 +82,14 @@ pub struct Settings {
     /// version; a changed partition count) starts from its committed offset
     /// with empty state instead of stopping the stage.
     pub reset_state: bool,
+    /// The input topics in config order (never empty): `[[inputs]]`, or
+    /// `topics.input` as protobuf when there is none.
+    pub inputs: Vec<InputSection>,
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "kafka",
+    "inputs",
     "topics",
     "window",
     "dedup",
@@ -190,6 +194,7 @@ pub fn load_with_client(
             .unwrap_or_else(|| file_label.clone());
         let res = match section.as_str() {
             "kafka" => value.clone().try_into().map(|v| cfg.kafka = v),
+            "inputs" => value.clone().try_into().map(|v| cfg.inputs = v),
             "topics" => value.clone().try_into().map(|v| cfg.topics = v),
             "window" => value.clone().try_into().map(|v| cfg.window = v),
             "dedup" => value.clone().try_into().map(|v| cfg.dedup = v),

@@ -22,6 +22,9 @@ pub enum Guarantee {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub kafka: KafkaSection,
+    /// `[[inputs]]`: the input topics and their formats. Empty: one input,
+    /// `topics.input` in protobuf (what rampart read before inputs had formats).
+    pub inputs: Vec<InputSection>,
     pub topics: TopicsSection,
     pub window: WindowSection,
     pub dedup: DedupSection,
@@ -55,6 +58,16 @@ impl Default for KafkaSection {
             client: rampart_kafka::Overrides::new(),
         }
     }
+}
+
+/// One `[[inputs]]` entry: a topic and the format of its messages.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSection {
+    pub topic: String,
+    /// `protobuf` (default), `suricata-eve`, `zeek-conn`, `ocsf` or `ecs`.
+    #[serde(default)]
+    pub format: rampart_formats::Format,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -60,6 +60,11 @@ pub(crate) fn describe_all() {
         "Whole input messages rejected and dead-lettered, by stage and validation reason."
     );
     describe_counter!(
+        "rampart_skipped_documents_total",
+        Unit::Count,
+        "JSON input documents that are no attack event by their format's rule (EVE stats and protocol logs, OCSF classes other than 4001/2004, ECS documents of other categories), by format: counted, not dead-lettered."
+    );
+    describe_counter!(
         "rampart_errors_total",
         Unit::Count,
         "Errors by stage and error_type (invalid_input, malformed_partials, delivery_failed, checkpoint_aborted, consumer_retried: a connection-level consumer error librdkafka retries without skipping records)."

@@ -8,6 +8,7 @@ use metrics::{Counter, counter};
 use rampart_core::enrich::LookupCounts;
 use rampart_core::ingest::{BatchStats, BudgetStats, PartitionIngest};
 use rampart_core::validate::Rejection;
+use rampart_formats::Format;
 
 use super::stage::{DedupFigures, HandlerGauges};
 
@@ -35,6 +36,8 @@ pub struct IngestMetrics {
     partials: Counter,
     sent_bytes: Counter,
     discarded: Vec<(Rejection, Counter)>,
+    /// `rampart_skipped_documents_total{format}` per JSON format.
+    skipped_documents: Vec<(Format, Counter)>,
     invalid_input: Counter,
     dlq_messages: Counter,
     idle_advances_refused: Counter,
@@ -90,6 +93,15 @@ impl IngestMetrics {
                     (
                         *r,
                         counter!("rampart_discarded_messages_total", "stage" => S, "reason" => r.as_str()),
+                    )
+                })
+                .collect(),
+            skipped_documents: Format::JSON
+                .iter()
+                .map(|f| {
+                    (
+                        *f,
+                        counter!("rampart_skipped_documents_total", "format" => f.as_str()),
                     )
                 })
                 .collect(),
@@ -206,6 +218,16 @@ impl IngestMetrics {
         self.invalid_input.increment(n);
         if let Some((_, counter)) = self.discarded.iter().find(|(r, _)| *r == first) {
             counter.increment(1);
+        }
+    }
+
+    /// `n` documents of a JSON message skipped by their format's rule (records
+    /// that are no attack events, such as EVE `stats`): counted, not dead-lettered.
+    pub(crate) fn documents_skipped(&self, format: Format, n: u64) {
+        if n > 0
+            && let Some((_, counter)) = self.skipped_documents.iter().find(|(f, _)| *f == format)
+        {
+            counter.increment(n);
         }
     }
 
