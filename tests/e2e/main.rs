@@ -18,6 +18,7 @@ mod events;
 mod failures;
 mod finality;
 mod fixtures;
+mod json_input;
 mod loadgen;
 mod membership;
 mod oversized;
