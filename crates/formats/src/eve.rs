@@ -9,6 +9,7 @@ use rampart_core::proto::v1::{AttackEvent, AttackKind};
 use rampart_core::validate::Rejection;
 use serde::Deserialize;
 
+use crate::fields::IdPart::{Num, OptNum, Str};
 use crate::fields::{
     Addr, Builder, json_str, opt_ip, protocol_name, protocol_number, saturate_u32,
 };
@@ -144,15 +145,15 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
                 .saturating_add(f.bytes_toclient.unwrap_or(0)),
         )
     });
-    let tx = TxId(d.tx_id);
+    let tx = OptNum(d.tx_id);
     let event_id = match (d.flow_id, event_type) {
         (None, _) => Default::default(),
-        (Some(flow), "flow") => b.fmt(format_args!("{flow}:flow")),
+        (Some(flow), "flow") => b.join(&[Num(flow), Str(":flow")]),
         (Some(flow), "anomaly") => {
             let what = d.anomaly.as_ref().and_then(|a| a.event.as_deref());
-            b.fmt(format_args!("{flow}:{tx}:anomaly:{}", what.unwrap_or("")))
+            b.join(&[Num(flow), Str(":"), tx, Str(":anomaly:"), Str(what.unwrap_or(""))])
         }
-        (Some(flow), _) => b.fmt(format_args!("{flow}:{tx}:{rule_id}")),
+        (Some(flow), _) => b.join(&[Num(flow), Str(":"), tx, Str(":"), Num(rule_id.into())]),
     };
     Ok(Some(JsonEvent {
         time_ms,
@@ -168,18 +169,6 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
         event_id,
         sensor_id: b.opt(d.host.as_ref()),
     }))
-}
-
-/// `tx_id` as the event id writes it: its number, or nothing.
-struct TxId(Option<u64>);
-
-impl std::fmt::Display for TxId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(tx) => write!(f, "{tx}"),
-            None => Ok(()),
-        }
-    }
 }
 
 /// The `flow_id` an encoder writes for an event id: the id itself when it

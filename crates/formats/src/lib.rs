@@ -202,7 +202,7 @@ impl JsonDecoder {
             } else {
                 payload
                     .get(start..)
-                    .and_then(|rest| rest.iter().position(|&b| b == b'\n'))
+                    .and_then(|rest| memchr::memchr(b'\n', rest))
                     .map_or(payload.len(), |p| start + p)
             };
             let line = payload.get(start..end).unwrap_or_default();
