@@ -266,6 +266,7 @@ listen = ""
                 let outcome = cmd_loadgen::drive(
                     &mut stream,
                     &mut sink,
+                    rampart_formats::Format::Protobuf,
                     &Pacing {
                         rate,
                         deadline: None,

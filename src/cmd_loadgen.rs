@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
+use rampart_formats::Format;
 use rampart_loadgen::{
     GenConfig, Generator, Limit, RecordConfig, RecordStream, RecordWriter, World, WorldConfig,
 };
@@ -148,11 +149,23 @@ pub struct LoadgenArgs {
     /// `compression.type`; default lz4, none for messages of < 10 events).
     #[arg(long, value_enum)]
     pub compression: Option<Codec>,
+    /// Input format of the messages: protobuf (AttackEventBatch), eve
+    /// (Suricata EVE), zeek-conn, ocsf or ecs. The same events in each
+    /// (docs/formats.md says what each carries); one JSON document per event,
+    /// newline-delimited, --batch documents per message.
+    #[arg(long, value_parser = parse_format, default_value = "protobuf")]
+    pub format: Format,
     #[command(flatten)]
     pub client: util::ClientArgs,
     /// Progress display on stderr: auto (a bar on a terminal, plain lines otherwise), bar, plain, none.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+}
+
+fn parse_format(name: &str) -> Result<Format, String> {
+    Format::parse(name).ok_or_else(|| {
+        format!("unknown format {name:?} (protobuf, eve, suricata-eve, zeek-conn, ocsf, ecs)")
+    })
 }
 
 /// A producer compression codec (every one librdkafka is built with).
@@ -187,10 +200,18 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| settings.as_ref().map(|s| s.raw.kafka.brokers.clone()))
         .unwrap_or_else(|| "127.0.0.1:9092".into());
+    // The config's input of this format, else its first input.
     let topic = args
         .topic
         .clone()
-        .or_else(|| settings.as_ref().map(|s| s.raw.topics.input.clone()))
+        .or_else(|| {
+            let inputs = &settings.as_ref()?.inputs;
+            inputs
+                .iter()
+                .find(|i| i.format == args.format)
+                .or(inputs.first())
+                .map(|i| i.topic.clone())
+        })
         .unwrap_or_else(|| "attacks.raw".into());
     let client_overrides = match &settings {
         Some(s) => s.raw.kafka.client.clone(),
@@ -342,8 +363,9 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
         OutputSpec::File { path } => format!("file {path}"),
     };
     eprintln!(
-        "loadgen: seed {} -> {target}, {partitions} partitions, {} events/message, {}, event time from {} at {}/s",
+        "loadgen: seed {} -> {target} ({}), {partitions} partitions, {} events/message, {}, event time from {} at {}/s",
         args.seed,
+        args.format.as_str(),
         args.batch,
         if args.rate > 0 {
             format!("paced at {}/s", util::thousands(args.rate))
@@ -358,6 +380,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
     let outcome = drive(
         &mut stream,
         &mut sink,
+        args.format,
         &Pacing {
             rate: args.rate,
             deadline: args.duration.map(|d| started + d),
@@ -391,6 +414,7 @@ pub fn run(args: LoadgenArgs) -> anyhow::Result<()> {
             world: (&world_cfg).into(),
             generator: (&gen_cfg).into(),
             records: (&rec_cfg).into(),
+            input_format: args.format,
             output: output_spec,
             produced: Produced {
                 events: outcome.events,

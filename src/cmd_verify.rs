@@ -99,11 +99,20 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| settings.raw.topics.rollups.clone());
     if let OutputSpec::Kafka { topic: input, .. } = &manifest.output
         && args.config.is_some()
-        && *input != settings.raw.topics.input
+        && !settings
+            .inputs
+            .iter()
+            .any(|i| i.topic == *input && i.format == manifest.input_format)
     {
+        let reads: Vec<String> = settings
+            .inputs
+            .iter()
+            .map(|i| format!("{} ({})", i.topic, i.format.as_str()))
+            .collect();
         eprintln!(
-            "verify: note: the manifest's records went to topic {input}, the config reads {}",
-            settings.raw.topics.input
+            "verify: note: the manifest's records went to topic {input} ({}), the config reads {}",
+            manifest.input_format.as_str(),
+            reads.join(", ")
         );
     }
 
@@ -124,7 +133,13 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<()> {
             manifest.produced.digest
         );
     }
-    // 2. The ground truth, with the run's window/dedup/validation semantics.
+    // 2. The ground truth, with the run's window/dedup/validation semantics,
+    // of the events as the run's input format carries them.
+    let format = manifest.input_format;
+    let records = records.into_iter().map(|r| match format {
+        rampart_formats::Format::Protobuf => r,
+        _ => rampart_loadgen::in_format(&r, format).1,
+    });
     let truth = rampart_loadgen::ground_truth(
         records,
         manifest.records.partitions,

@@ -241,6 +241,11 @@ pub struct Manifest {
     pub world: WorldSpec,
     pub generator: GenSpec,
     pub records: RecordSpec,
+    /// The format the records were sent in (`loadgen --format`; absent in
+    /// manifests written before formats: protobuf). The ground truth reads
+    /// each event as that format carries it (`rampart_loadgen::in_format`).
+    #[serde(default)]
+    pub input_format: rampart_formats::Format,
     pub output: OutputSpec,
     pub produced: Produced,
 }

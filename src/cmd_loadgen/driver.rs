@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use rampart_formats::Format;
 use rampart_loadgen::{Limit, RecordStream};
 
 use super::sink::Sink;
@@ -50,6 +51,7 @@ pub struct Outcome {
 pub fn drive(
     stream: &mut RecordStream,
     sink: &mut Sink,
+    format: Format,
     pacing: &Pacing,
     stop: &AtomicBool,
     live: &LiveCounters,
@@ -60,7 +62,12 @@ pub fn drive(
     let mut next_tick = start;
     let mut stopping = false;
     while let Some(r) = stream.next() {
-        sink.send(&r)?;
+        // The digest is of the protobuf records `verify` regenerates.
+        if format == Format::Protobuf {
+            sink.send(&r)?;
+        } else {
+            sink.send(&rampart_loadgen::in_format(&r, format).0)?;
+        }
         digest.add(&r);
         let events = stream.stats().events;
         let records = stream.stats().records;

@@ -350,3 +350,150 @@ fn an_eve_file_and_a_zeek_conn_file_give_the_ground_truth() {
         );
     }
 }
+
+/// `rampart loadgen --format F` → `rampart run` reading F → `rampart verify`:
+/// exact for each JSON format (the truth reads the events as F carries them).
+#[test]
+fn loadgen_in_each_json_format_verifies_exact() {
+    let _machine = machine_alone();
+    for format in ["eve", "zeek-conn", "ocsf", "ecs"] {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Topics::unique();
+        let world = dir.path().join("world");
+        let config_format = if format == "eve" {
+            "suricata-eve"
+        } else {
+            format
+        };
+        let cfg = dir.path().join("rampart.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+[kafka]
+brokers = "{bootstrap}"
+ingest_group = "{ig}"
+merge_group = "{mg}"
+
+[[inputs]]
+topic = "{input}"
+format = "{config_format}"
+
+[topics]
+partials = "{partials}"
+rollups = "{rollups}"
+dlq = "{dlq}"
+partials_partitions = 2
+rollups_partitions = 2
+
+[window]
+size = "5s"
+out_of_orderness = "3s"
+allowed_lateness = "1s"
+idle_timeout = "3s"
+
+[enrich]
+country_db = "{w}/country.mmdb"
+asn_db = "{w}/asn.mmdb"
+sectors = "{w}/sectors.csv"
+
+[processing]
+checkpoint_interval = "300ms"
+
+[metrics]
+listen = ""
+"#,
+                bootstrap = broker().bootstrap(),
+                ig = t.ingest_group,
+                mg = t.merge_group,
+                input = t.input,
+                partials = t.partials,
+                rollups = t.rollups,
+                dlq = t.dlq,
+                w = world.display(),
+            ),
+        )
+        .unwrap();
+        let manifest = dir.path().join("manifest.json");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(RAMPART_BIN)
+                .args(args)
+                .env("RAMPART_LOG", "warn")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            (out.status.success(), stdout, stderr)
+        };
+        let (ok, stdout, stderr) = run(&[
+            "loadgen",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--format",
+            format,
+            "--partitions",
+            "2",
+            "--seed",
+            "3",
+            "--events",
+            "6000",
+            "--batch",
+            "50",
+            "--event-rate",
+            "2000",
+            "--sources",
+            "20000",
+            "--asns",
+            "500",
+            "--prefixes",
+            "2000",
+            "--malformed-share",
+            "0.02",
+            "--resight-share",
+            "0.05",
+            "--resight-delay-ms",
+            "20000",
+            "--world-dir",
+            world.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ]);
+        assert!(ok, "{format}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(&format!("topic {} ({config_format})", t.input)),
+            "{stderr}"
+        );
+        // What went out is the format's JSON, one document per line.
+        let first = read_until(
+            broker().bootstrap(),
+            &t.input,
+            Duration::from_secs(20),
+            |all| !all.is_empty(),
+        );
+        let payload = String::from_utf8(first[0].payload.clone()).unwrap();
+        assert!(payload.lines().all(|l| l.starts_with('{')), "{payload}");
+
+        let instance = rampart_testkit::unique_name("json-verify");
+        let mut child = rampart_cmd(&cfg, &["--instance", &instance]);
+        let (ok, stdout, stderr) = run(&[
+            "verify",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--timeout",
+            "90s",
+        ]);
+        let status = terminate(&mut child);
+        assert!(
+            ok && stdout.contains("verify: PASS"),
+            "{format}:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("note: the manifest's records went"),
+            "{stderr}"
+        );
+        assert!(status.success(), "rampart run exited with {status}");
+    }
+}

@@ -151,7 +151,13 @@ pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, 
         (Some(flow), "flow") => b.join(&[Num(flow), Str(":flow")]),
         (Some(flow), "anomaly") => {
             let what = d.anomaly.as_ref().and_then(|a| a.event.as_deref());
-            b.join(&[Num(flow), Str(":"), tx, Str(":anomaly:"), Str(what.unwrap_or(""))])
+            b.join(&[
+                Num(flow),
+                Str(":"),
+                tx,
+                Str(":anomaly:"),
+                Str(what.unwrap_or("")),
+            ])
         }
         (Some(flow), _) => b.join(&[Num(flow), Str(":"), tx, Str(":"), Num(rule_id.into())]),
     };

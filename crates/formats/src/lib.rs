@@ -16,7 +16,7 @@
 use rampart_core::event::EventView;
 use rampart_core::proto::v1::AttackEvent;
 use rampart_core::validate::Rejection;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub mod ecs;
 pub mod eve;
@@ -28,7 +28,7 @@ pub mod zeek;
 pub use fields::{Addr, Builder, Span};
 
 /// The format of an input topic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// `rampart.v1.AttackEventBatch` (one batch per message).

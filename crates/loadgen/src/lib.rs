@@ -47,6 +47,7 @@ mod error;
 mod event;
 mod file;
 mod generator;
+mod json;
 mod record;
 mod rng;
 mod world;
@@ -56,6 +57,7 @@ pub use error::LoadgenError;
 pub use event::{Event, IpBytes};
 pub use file::{MAGIC, MAX_FRAME, RecordReader, RecordWriter};
 pub use generator::{BurstConfig, BurstTarget, Fault, GenConfig, GenStats, Generated, Generator};
+pub use json::in_format;
 pub use record::{
     Limit, MalformedKind, Record, RecordConfig, RecordStats, RecordStream, ground_truth,
     model_inputs, partition_for_key, partition_sequences,
