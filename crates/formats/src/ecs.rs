@@ -14,7 +14,7 @@ use crate::fields::{
     protocol_name, protocol_number, saturate_u32, technique_of_kind,
 };
 use crate::time::parse_rfc3339;
-use crate::{JsonEvent, json_error};
+use crate::{JsonEvent, parse};
 
 #[derive(Deserialize)]
 struct Doc<'a> {
@@ -94,7 +94,7 @@ struct Observer<'a> {
 /// Maps one ECS document: `Ok(None)` for a document that is neither an
 /// alert nor of category `network` / `intrusion_detection`.
 pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = serde_json::from_slice(doc).map_err(|e| json_error(&e))?;
+    let d: Doc<'_> = parse(doc)?;
     let event = d.event.as_ref();
     let event_kind = event.and_then(|e| e.kind.as_deref());
     let category = event.and_then(|e| e.category.as_ref());

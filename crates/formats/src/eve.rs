@@ -14,7 +14,7 @@ use crate::fields::{
     Addr, Builder, json_str, opt_ip, protocol_name, protocol_number, saturate_u32,
 };
 use crate::time::{format_rfc3339, parse_rfc3339};
-use crate::{JsonEvent, json_error};
+use crate::{JsonEvent, parse};
 
 #[derive(Deserialize)]
 struct Doc<'a> {
@@ -106,7 +106,7 @@ fn category_of_kind(kind: i32) -> &'static str {
 
 /// Maps one EVE record: `Ok(None)` for a record type that is skipped.
 pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = serde_json::from_slice(doc).map_err(|e| json_error(&e))?;
+    let d: Doc<'_> = parse(doc)?;
     let event_type = d.event_type.as_deref().ok_or(Rejection::MissingField)?;
     let (kind, rule_id) = match event_type {
         "alert" | "drop" => match &d.alert {

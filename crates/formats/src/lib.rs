@@ -167,6 +167,14 @@ pub(crate) fn json_error(e: &serde_json::Error) -> Rejection {
     }
 }
 
+/// One document deserialised: its UTF-8 checked once as a whole (JSON text
+/// is UTF-8; this is cheaper than serde_json checking every string on its
+/// own), then parsed borrowing from it.
+pub(crate) fn parse<'a, T: Deserialize<'a>>(doc: &'a [u8]) -> Result<T, Rejection> {
+    let text = std::str::from_utf8(doc).map_err(|_| Rejection::MalformedJson)?;
+    serde_json::from_str(text).map_err(|e| json_error(&e))
+}
+
 fn trim(line: &[u8]) -> &[u8] {
     line.trim_ascii()
 }

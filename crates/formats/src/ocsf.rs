@@ -15,7 +15,7 @@ use crate::fields::{
     saturate_u32, technique_of_kind,
 };
 use crate::time::{parse_decimal, parse_rfc3339};
-use crate::{JsonEvent, json_error};
+use crate::{JsonEvent, parse};
 
 const NETWORK_ACTIVITY: u64 = 4001;
 const DETECTION_FINDING: u64 = 2004;
@@ -128,7 +128,7 @@ fn time_of(raw: &RawValue) -> Result<i64, Rejection> {
 
 /// Maps one OCSF event: `Ok(None)` for a class that is skipped.
 pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = serde_json::from_slice(doc).map_err(|e| json_error(&e))?;
+    let d: Doc<'_> = parse(doc)?;
     let class = d.class_uid.ok_or(Rejection::MissingField)?;
     if class != NETWORK_ACTIVITY && class != DETECTION_FINDING {
         return Ok(None);

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use crate::eve::numeric_id;
 use crate::fields::{Addr, Builder, json_str, opt_ip, protocol_number, saturate_u32};
 use crate::time::{parse_decimal, parse_rfc3339};
-use crate::{JsonEvent, json_error};
+use crate::{JsonEvent, parse};
 
 #[derive(Deserialize)]
 struct Doc<'a> {
@@ -53,7 +53,7 @@ fn time_of(raw: &RawValue) -> Result<i64, Rejection> {
 
 /// Maps one conn record (none is skipped).
 pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = serde_json::from_slice(doc).map_err(|e| json_error(&e))?;
+    let d: Doc<'_> = parse(doc)?;
     let time_ms = match d.ts {
         Some(raw) => time_of(raw)?,
         None => 0,
