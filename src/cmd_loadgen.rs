@@ -162,7 +162,7 @@ pub struct LoadgenArgs {
     pub progress: ProgressMode,
 }
 
-fn parse_format(name: &str) -> Result<Format, String> {
+pub fn parse_format(name: &str) -> Result<Format, String> {
     Format::parse(name).ok_or_else(|| {
         format!("unknown format {name:?} (protobuf, eve, suricata-eve, zeek-conn, ocsf, ecs)")
     })

@@ -53,6 +53,10 @@ pub struct ThroughputArgs {
     /// rampart's `processing.memory_budget` (e.g. 2GiB; default: none).
     #[arg(long)]
     pub memory_budget: Option<String>,
+    /// Format of the pre-loaded messages: protobuf, or a JSON format (eve,
+    /// zeek-conn, ocsf, ecs: the same events as documents, one per event).
+    #[arg(long, value_parser = crate::cmd_loadgen::parse_format, default_value = "protobuf")]
+    pub format: rampart_formats::Format,
     /// Which processing guarantees to measure.
     #[arg(long, value_enum, default_value_t = Which::Both)]
     pub guarantee: Which,
@@ -158,8 +162,11 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     );
     let t = Instant::now();
     let mut last_event_ms = gen_cfg_epoch;
+    let mut payload_bytes = 0u64;
     for r in stream.by_ref() {
         last_event_ms = last_event_ms.max(r.timestamp_ms);
+        let r = rampart_loadgen::in_format(&r, args.format).0;
+        payload_bytes += r.payload.len() as u64;
         let mut rec = BaseRecord::to(&topic)
             .partition(r.partition)
             .key(&r.key)
@@ -195,10 +202,11 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     stats.records += u64::from(args.partitions);
     let load_s = t.elapsed().as_secs_f64();
     eprintln!(
-        "pre-loaded {} events in {} messages ({:.1} MB) in {load_s:.1} s: {:.0} events/s",
+        "pre-loaded {} events in {} messages ({:.1} MB, {}) in {load_s:.1} s: {:.0} events/s",
         stats.events,
         stats.records,
-        stats.payload_bytes as f64 / 1e6,
+        payload_bytes as f64 / 1e6,
+        args.format.as_str(),
         stats.events as f64 / load_s
     );
 
@@ -287,6 +295,9 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         let mut settings =
             rampart_pipeline::config::load(None, env).map_err(|e| anyhow::anyhow!("{e}"))?;
         settings.raw.kafka.client = client.clone();
+        if let Some(input) = settings.inputs.first_mut() {
+            input.format = args.format;
+        }
         eprintln!("rampart ({g}) draining the topic...");
         let drained = drain(&settings, stats.records)?;
         let secs = drained.seconds;
