@@ -36,7 +36,7 @@ const MESSAGES: usize = 100;
 
 /// A varied, valid event (addresses, ports, kinds, ids, IPv6 one in eight).
 fn event(n: u64) -> AttackEvent {
-    let v6 = n % 8 == 0;
+    let v6 = n.is_multiple_of(8);
     AttackEvent {
         time_ms: 1_700_000_000_000 + (n as i64) * 7,
         src_ip: if v6 {

@@ -105,7 +105,7 @@ fn eve_alert(e: &AttackEvent, n: usize) -> String {
         )
         .unwrap();
     }
-    if n % 3 == 0 {
+    if n.is_multiple_of(3) {
         s.push_str(r#","pkt_src":"wire/pcap","host":"sensor-a""#);
     }
     write!(
@@ -137,7 +137,7 @@ fn zeek_conn(e: &AttackEvent, n: usize) -> String {
         (ip_text(&e.dst_ip), e.dst_port),
     );
     // Zeek flips a connection that starts with a SYN-ACK (history `^`).
-    let flipped = backscatter && n % 2 == 0;
+    let flipped = backscatter && n.is_multiple_of(2);
     let (orig, resp, history) = match (backscatter, flipped) {
         (true, true) => (dst, src, "^hA"),
         (true, false) => (src, dst, "H"),
