@@ -36,7 +36,7 @@ impl Addr {
     }
 
     /// As text (`None` when not 4 or 16 bytes).
-    pub fn to_ip(&self) -> Option<IpAddr> {
+    pub fn to_ip(self) -> Option<IpAddr> {
         match self.len {
             4 => Some(IpAddr::from([
                 self.bytes[0],
@@ -198,18 +198,6 @@ impl Builder<'_> {
     pub fn str(&mut self, s: &str) -> Span {
         let start = self.text.len() as u32;
         self.text.extend_from_slice(s.as_bytes());
-        Span {
-            start,
-            end: self.text.len() as u32,
-        }
-    }
-
-    /// Formatted text written into the arena.
-    pub fn fmt(&mut self, args: std::fmt::Arguments<'_>) -> Span {
-        use std::io::Write as _;
-        let start = self.text.len() as u32;
-        // Writing into a Vec cannot fail.
-        let _ = self.text.write_fmt(args);
         Span {
             start,
             end: self.text.len() as u32,

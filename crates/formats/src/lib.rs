@@ -18,14 +18,14 @@ use rampart_core::proto::v1::AttackEvent;
 use rampart_core::validate::Rejection;
 use serde::{Deserialize, Serialize};
 
-pub mod ecs;
-pub mod eve;
-pub mod fields;
-pub mod ocsf;
-pub mod time;
-pub mod zeek;
+mod ecs;
+mod eve;
+mod fields;
+mod ocsf;
+mod time;
+mod zeek;
 
-pub use fields::{Addr, Builder, Span};
+use fields::{Addr, Builder, Span};
 
 /// The format of an input topic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -122,19 +122,19 @@ impl Format {
 
 /// One mapped document; its strings live in the decoder's arena.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct JsonEvent {
-    pub time_ms: i64,
-    pub src_ip: Addr,
-    pub dst_ip: Addr,
-    pub src_port: u32,
-    pub dst_port: u32,
-    pub protocol: u32,
-    pub kind: i32,
-    pub rule_id: u32,
-    pub packets: u64,
-    pub bytes: u64,
-    pub event_id: Span,
-    pub sensor_id: Span,
+pub(crate) struct JsonEvent {
+    pub(crate) time_ms: i64,
+    pub(crate) src_ip: Addr,
+    pub(crate) dst_ip: Addr,
+    pub(crate) src_port: u32,
+    pub(crate) dst_port: u32,
+    pub(crate) protocol: u32,
+    pub(crate) kind: i32,
+    pub(crate) rule_id: u32,
+    pub(crate) packets: u64,
+    pub(crate) bytes: u64,
+    pub(crate) event_id: Span,
+    pub(crate) sensor_id: Span,
 }
 
 /// A document that failed: its line in the message, why, and its bytes.
