@@ -315,6 +315,50 @@ mod tests {
     }
 
     #[test]
+    fn inputs_name_topics_and_formats_and_default_to_the_protobuf_input() {
+        use rampart_formats::Format;
+        let s = load(None, []).unwrap();
+        let one = |topic: &str, format| InputSection {
+            topic: topic.into(),
+            format,
+        };
+        assert_eq!(s.inputs, vec![one("attacks.raw", Format::Protobuf)]);
+        let f = write(
+            "[[inputs]]\ntopic = \"eve\"\nformat = \"suricata-eve\"\n\n\
+             [[inputs]]\ntopic = \"raw\"\n",
+        );
+        let s = load(Some(f.path()), []).unwrap();
+        assert_eq!(
+            s.inputs,
+            vec![
+                one("eve", Format::SuricataEve),
+                one("raw", Format::Protobuf)
+            ]
+        );
+        // A topic twice, topics.input beside [[inputs]], a bad name, an
+        // unknown format: each named.
+        let f = write(
+            "[topics]\ninput = \"x\"\n[[inputs]]\ntopic = \"a\"\n[[inputs]]\ntopic = \"a\"\n\
+             [[inputs]]\ntopic = \"no spaces\"\n",
+        );
+        let text = load(Some(f.path()), []).unwrap_err().to_string();
+        for needle in [
+            "inputs[1].topic",
+            "named by two inputs",
+            "key `topics.input`",
+            "inputs[2].topic",
+        ] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        let f = write("[[inputs]]\ntopic = \"a\"\nformat = \"netflow\"\n");
+        let text = load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(
+            text.contains("inputs") && text.contains("netflow"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn file_then_env_override() {
         let f = write("[window]\nsize = \"30s\"\n[kafka]\nbrokers = \"a:1\"\n");
         let env = [("RAMPART_WINDOW__SIZE".to_string(), "10s".to_string())];
