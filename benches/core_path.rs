@@ -24,6 +24,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// The binary's allocator (src/main.rs), so the benchmark measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

@@ -29,6 +29,11 @@ pub struct ThroughputArgs {
     /// Events per Kafka message (1 = one event per message).
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
+    /// Mixed message sizes: each message holds a number of events drawn
+    /// uniformly from BATCH_MIX..=--batch (e.g. `--batch-mix 1 --batch 1000`:
+    /// 1–1000 events per message, 500 on average), as from many producers.
+    #[arg(long, value_name = "BATCH_MIX")]
+    pub batch_mix: Option<usize>,
     /// Partitions of the pre-loaded topic.
     #[arg(long, default_value_t = 4)]
     pub partitions: u32,
@@ -137,6 +142,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     let rec_cfg = RecordConfig {
         partitions: args.partitions,
         events_per_batch: args.batch,
+        min_events_per_batch: args.batch_mix,
         malformed_share: 0.0,
         ..RecordConfig::default()
     };
@@ -156,9 +162,13 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     producer_settings.extend(client.iter());
     let producer: ThreadedProducer<_> =
         rampart_kafka::producer_config(&brokers, &producer_settings)?.create()?;
+    let per_message = match args.batch_mix {
+        Some(min) => format!("{min}–{}", args.batch),
+        None => args.batch.to_string(),
+    };
     eprintln!(
-        "pre-loading {} events ({} per message) into {topic}...",
-        args.events, args.batch
+        "pre-loading {} events ({per_message} per message) into {topic}...",
+        args.events
     );
     let t = Instant::now();
     let mut last_event_ms = gen_cfg_epoch;

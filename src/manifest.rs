@@ -198,6 +198,9 @@ impl RecordSpec {
         RecordConfig {
             partitions: self.partitions,
             events_per_batch: self.events_per_batch,
+            // `rampart loadgen` writes fixed-size batches; mixed sizes are the
+            // throughput command's (`--batch-mix`).
+            min_events_per_batch: None,
             linger_ms: self.linger_ms,
             record_delay_ms: self.record_delay_ms,
             malformed_share: self.malformed_share,

@@ -58,6 +58,11 @@ pub struct RecordConfig {
     pub partitions: u32,
     /// Events per batch per partition; 1 = one event per message (default 1000).
     pub events_per_batch: usize,
+    /// Mixed message sizes: when set (`1..=events_per_batch`), each batch
+    /// holds a number of events drawn uniformly from `min..=events_per_batch`
+    /// (deterministic per seed), as from many producers with different
+    /// lingers. `None` (default): every batch holds `events_per_batch`.
+    pub min_events_per_batch: Option<usize>,
     /// A partition's open batch is flushed once its first event is this old in
     /// event time (clock), like a producer's linger (default 100).
     pub linger_ms: i64,
@@ -78,6 +83,7 @@ impl Default for RecordConfig {
         RecordConfig {
             partitions: 12,
             events_per_batch: 1000,
+            min_events_per_batch: None,
             linger_ms: 100,
             record_delay_ms: 5,
             malformed_share: 0.001,
@@ -100,6 +106,12 @@ impl RecordConfig {
         }
         if self.events_per_batch == 0 || self.events_per_batch > 100_000 {
             bad.push("events_per_batch must be within 1..=100000");
+        }
+        if self
+            .min_events_per_batch
+            .is_some_and(|min| min == 0 || min > self.events_per_batch)
+        {
+            bad.push("min_events_per_batch must be within 1..=events_per_batch");
         }
         if self.linger_ms < 0 || self.record_delay_ms < 0 {
             bad.push("linger_ms and record_delay_ms must be >= 0");
@@ -200,6 +212,8 @@ pub struct RecordStats {
 struct PartBuf {
     buf: Vec<u8>,
     count: usize,
+    /// Events this batch holds when full.
+    target: usize,
     key: Vec<u8>,
     first_clock: i64,
     max_time: i64,
@@ -214,6 +228,9 @@ pub struct RecordStream {
     parts: Vec<PartBuf>,
     ready: VecDeque<(Record, Option<MalformedKind>)>,
     rng: Rng,
+    /// Draws batch sizes (`min_events_per_batch`); its own stream, so fixed
+    /// sizes leave every other draw as it was.
+    size_rng: Rng,
     p_malformed: Prob,
     scratch: Vec<u8>,
     next_linger_check: i64,
@@ -234,6 +251,7 @@ impl RecordStream {
         let parts = (0..cfg.partitions).map(|_| PartBuf::default()).collect();
         Ok(RecordStream {
             rng: Rng::new(generator.config().seed, 0x0052_4543),
+            size_rng: Rng::new(generator.config().seed, 0x0053_495a),
             // malformed / all records = m  <=>  malformed per valid record = m / (1 - m)
             p_malformed: Prob::new(m / (1.0 - m)),
             next_linger_check: generator.next_clock_ms(),
@@ -321,6 +339,11 @@ impl RecordStream {
                 pb.max_time = i64::MIN;
                 pb.key.clear();
                 pb.key.extend_from_slice(ev.src_ip.as_slice());
+                let max = self.cfg.events_per_batch;
+                pb.target = match self.cfg.min_events_per_batch {
+                    Some(min) => self.size_rng.range_u64(min as u64, max as u64) as usize,
+                    None => max,
+                };
                 if pb.buf.capacity() == 0 {
                     pb.buf.reserve(self.cfg.events_per_batch.min(16_384) * 64);
                 }
@@ -330,7 +353,7 @@ impl RecordStream {
             pb.max_time = pb.max_time.max(ev.time_ms);
             self.stats.events += 1;
             self.last = Some(ev);
-            if pb.count >= self.cfg.events_per_batch {
+            if pb.count >= pb.target {
                 self.flush(p);
             }
         }
