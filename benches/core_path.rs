@@ -24,10 +24,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-/// The binary's allocator (src/main.rs), so the benchmark measures what ships.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -40,6 +36,10 @@ use rampart_core::proto::v1::internal::PartialBatch;
 use rampart_core::proto::v1::{AttackEvent, AttackEventBatch, Rollup};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+/// The binary's allocator (src/main.rs), so the benchmark measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 1000;
 /// Event time covered by one batch: 1000 events per 20 ms = 50 k events/s.

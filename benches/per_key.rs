@@ -19,10 +19,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-/// The binary's allocator (src/main.rs), so the benchmark measures what ships.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -34,6 +30,10 @@ use rampart_core::ingest::{IngestConfig, PartitionIngest};
 use rampart_core::merge::Merger;
 use rampart_core::proto::v1::internal::{Partial, PartialBatch};
 use rampart_core::proto::v1::{AttackEvent, AttackEventBatch, Rollup};
+
+/// The binary's allocator (src/main.rs), so the benchmark measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Keys (events, source /24s) of the window.
 const KEYS: u32 = 50_000;

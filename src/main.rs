@@ -16,13 +16,14 @@ mod util;
 
 use std::path::PathBuf;
 
+use clap::{Parser, Subcommand, ValueEnum};
+
 /// mimalloc rather than glibc malloc: rampart allocates and frees many small
-/// objects per key (cells, partials, rollups); with glibc malloc/free was about
-/// half of the per-key cost (README, Throughput).
+/// objects per key (cells, partials, rollups), and with glibc's allocator the
+/// per-key path ran about 3x slower (`cargo bench --bench per_key`, README
+/// "Throughput").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand, ValueEnum};
 
 /// rampart: exact attack-telemetry rollups on Kafka.
 ///

@@ -24,7 +24,10 @@ fn records(world: &Arc<World>, cfg: RecordConfig) -> Vec<Record> {
 }
 
 fn events_in(r: &Record) -> usize {
-    AttackEventBatch::decode(&r.payload[..]).unwrap().events.len()
+    AttackEventBatch::decode(&r.payload[..])
+        .unwrap()
+        .events
+        .len()
 }
 
 #[test]
