@@ -43,6 +43,12 @@ fn throughput_reports_rollups_per_event_for_scattered_and_reduced_output() {
     // about 0.98 rollups per event, the other dimensions more on top.
     let scattered = rollups_per_event(&["--source-spread", "1"]);
     assert!(scattered > 0.95, "scattered: {scattered}");
+    // The same events in messages of 1–1000 events: the same rollups.
+    let mixed = rollups_per_event(&["--source-spread", "1", "--batch-mix", "1"]);
+    assert!(
+        (mixed - scattered).abs() < 0.02,
+        "mixed sizes: {mixed}, fixed: {scattered}"
+    );
     // Zipf-concentrated sources share /24s.
     let concentrated = rollups_per_event(&["--source-spread", "0"]);
     assert!(
