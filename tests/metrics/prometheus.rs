@@ -259,6 +259,13 @@ fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
     assert!(buckets.len() >= 10, "histogram buckets: {}", buckets.len());
     let lag = query(&prom, "rampart_consumer_lag_messages{stage=\"ingest\"}").unwrap();
     assert_eq!(lag.len(), w.partitions as usize, "lag series per partition");
+    for series in &lag {
+        assert_eq!(
+            series["metric"]["topic"].as_str(),
+            Some(w.topics.input.as_str()),
+            "lag series labelled with the input topic: {series}"
+        );
+    }
     assert!(scalar(&prom, "sum(rampart_checkpoint_commits_total)").unwrap() >= 1.0);
     assert!(scalar(&prom, "sum(rampart_dedup_entries)").unwrap() > 0.0);
     assert!(scalar(&prom, "sum(rampart_process_resident_memory_bytes)").unwrap() > 1e6);

@@ -10,9 +10,13 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-/// A stage is "caught up" for `/ready` when its consumer lag (messages,
-/// summed over its partitions) is at most this.
+/// A stage is "caught up" for `/ready` when its consumer lag on each input
+/// topic (messages, summed over the topic's partitions) is at most this.
 pub(crate) const READY_MAX_LAG_MESSAGES: i64 = 1_000;
+
+/// Consumer lag in messages keyed by (topic, partition): with several
+/// inputs, partition 0 of one topic is not partition 0 of another.
+pub(crate) type LagByPartition = BTreeMap<(Arc<str>, i32), i64>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -26,9 +30,9 @@ pub(crate) struct StageStatus {
     assigned: AtomicU64,
     /// One count per handler (one per stage thread): partitions replaying.
     replaying: Mutex<Vec<Arc<AtomicU64>>>,
-    /// Consumer lag per assigned partition (`-1`: unknown yet), from the
-    /// latest statistics; `None` before the first.
-    lag: Mutex<Option<BTreeMap<i32, i64>>>,
+    /// Consumer lag per assigned (topic, partition) (`-1`: unknown yet),
+    /// from the latest statistics; `None` before the first.
+    lag: Mutex<Option<LagByPartition>>,
 }
 
 impl StageStatus {
@@ -81,7 +85,7 @@ impl StageStatus {
     }
 
     /// Changes the lag map (created empty by the first statistics).
-    pub(crate) fn update_lag<T>(&self, update: impl FnOnce(&mut BTreeMap<i32, i64>) -> T) -> T {
+    pub(crate) fn update_lag<T>(&self, update: impl FnOnce(&mut LagByPartition) -> T) -> T {
         let mut lag = lock(&self.lag);
         update(lag.get_or_insert_with(BTreeMap::new))
     }
@@ -103,8 +107,14 @@ impl StageStatus {
         if lag.is_empty() || lag.values().any(|&l| l < 0) {
             return Some(format!("{name}: consumer lag not known yet"));
         }
-        let total: i64 = lag.values().sum();
-        (total > READY_MAX_LAG_MESSAGES).then(|| format!("{name}: consumer lag {total} messages"))
+        let mut per_topic: BTreeMap<&str, i64> = BTreeMap::new();
+        for ((topic, _), &partition_lag) in lag {
+            *per_topic.entry(topic).or_default() += partition_lag;
+        }
+        per_topic
+            .into_iter()
+            .find(|&(_, total)| total > READY_MAX_LAG_MESSAGES)
+            .map(|(topic, total)| format!("{name}: consumer lag {total} messages on {topic}"))
     }
 }
 
@@ -223,21 +233,43 @@ mod tests {
             reason().as_deref(),
             Some("health-test: consumer lag not known yet")
         );
+        let (a, b): (Arc<str>, Arc<str>) = ("input-a".into(), "input-b".into());
         status.update_lag(|lag| {
-            lag.insert(0, 600);
-            lag.insert(1, -1);
+            lag.insert((a.clone(), 0), 600);
+            lag.insert((a.clone(), 1), -1);
         });
         assert_eq!(
             reason().as_deref(),
             Some("health-test: consumer lag not known yet")
         );
-        status.update_lag(|lag| lag.insert(1, 401));
+        status.update_lag(|lag| lag.insert((a.clone(), 1), 401));
         assert_eq!(
             reason().as_deref(),
-            Some("health-test: consumer lag 1001 messages")
+            Some("health-test: consumer lag 1001 messages on input-a")
         );
-        status.update_lag(|lag| lag.insert(1, 400));
+        status.update_lag(|lag| lag.insert((a.clone(), 1), 400));
         assert_eq!(reason(), None, "1000 messages of lag is caught up");
+        // Partition 0 of a second input is its own entry: it neither
+        // overwrites input-a's partition 0 nor adds to input-a's total.
+        status.update_lag(|lag| lag.insert((b.clone(), 0), 900));
+        assert_eq!(
+            status.update_lag(|lag| lag.get(&(a.clone(), 0)).copied()),
+            Some(600)
+        );
+        assert_eq!(reason(), None, "each input topic is within its own bound");
+        status.update_lag(|lag| lag.insert((b.clone(), 1), 101));
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: consumer lag 1001 messages on input-b")
+        );
+        status.update_lag(|lag| lag.insert((b.clone(), 1), -1));
+        assert_eq!(
+            reason().as_deref(),
+            Some("health-test: consumer lag not known yet"),
+            "an unknown partition of any input is not ready"
+        );
+        status.update_lag(|lag| lag.remove(&(b.clone(), 1)));
+        assert_eq!(reason(), None);
         status.partitions_revoked(2);
         assert_eq!(
             reason().as_deref(),

@@ -342,6 +342,11 @@ pub fn run(
         // counters (all inputs together).
         let shared = Arc::new(StageCounters::default());
         let several = inputs.len() > 1;
+        // One telemetry for the ingest stages of every input: built once
+        // (building resets the stage's readiness state and handler gauges),
+        // its lag keyed by (topic, partition).
+        let input_topics: Vec<&str> = inputs.iter().map(|(i, _, _)| i.topic.as_str()).collect();
+        let telemetry = Arc::new(StageTelemetry::new("ingest", &input_topics));
         let mut ingest_stages = Vec::new();
         // The thread's index in the memory share, across every input.
         let mut thread_index = 0usize;
@@ -369,7 +374,6 @@ pub fn run(
                 (cfg.kafka.ingest_group.clone(), "ingest-".to_owned())
             };
             info!(input_topic = %topic, format = input.format.as_str(), %group, ?wiring, threads = n, "starting ingest stage");
-            let telemetry = Arc::new(StageTelemetry::new("ingest", topic));
             let mut parts = Vec::with_capacity(n);
             for i in 0..n {
                 let handler = IngestHandler::new(
@@ -421,7 +425,10 @@ pub fn run(
             restore: restore(topology_of(&first_input, input_total, 0), true),
             window_size_ms: settings.ingest.window.size_ms,
         };
-        let telemetry = Arc::new(StageTelemetry::new("merge", &cfg.topics.partials));
+        let telemetry = Arc::new(StageTelemetry::new(
+            "merge",
+            &[cfg.topics.partials.as_str()],
+        ));
         let handler = MergeHandler::new(wiring, MergeMetrics::new());
         let merge_counters = Arc::new(StageCounters::default());
         let stage = Stage::new(

@@ -127,7 +127,7 @@ pub(crate) fn describe_all() {
     describe_gauge!(
         "rampart_consumer_lag_messages",
         Unit::Count,
-        "Messages between the stage's position and the partition's last stable offset (librdkafka statistics, 1 s)."
+        "Messages between the stage's position and the partition's last stable offset, per input topic and partition (librdkafka statistics, 1 s)."
     );
     describe_gauge!(
         "rampart_watermark_lag_seconds",

@@ -17,8 +17,9 @@ use crate::observer::{StageEvent, StageObserver};
 #[derive(Debug)]
 pub(crate) struct StageTelemetry {
     status: Arc<StageStatus>,
-    input_topic: String,
-    lag_gauges: Mutex<BTreeMap<i32, Gauge>>,
+    /// The topics the stage reads (an ingest stage per input shares one).
+    input_topics: Vec<Arc<str>>,
+    lag_gauges: Mutex<BTreeMap<(Arc<str>, i32), Gauge>>,
     commits: Counter,
     aborts: Counter,
     rebalances: Counter,
@@ -28,17 +29,18 @@ pub(crate) struct StageTelemetry {
 }
 
 impl StageTelemetry {
-    /// Telemetry of stage `name` reading `input_topic` (to attribute
-    /// librdkafka statistics). Starts a new run of the stage: what an earlier
-    /// run in this process left in its readiness state and gauges is dropped,
-    /// so build it before the stage's handlers.
-    pub(crate) fn new(name: &'static str, input_topic: &str) -> Self {
+    /// Telemetry of stage `name` reading `input_topics` (to attribute
+    /// librdkafka statistics; the ingest stages of several inputs share one).
+    /// Starts a new run of the stage: what an earlier run in this process
+    /// left in its readiness state and gauges is dropped, so build it once,
+    /// before any of the stage's handlers.
+    pub(crate) fn new(name: &'static str, input_topics: &[&str]) -> Self {
         let status = health::stage_status(name);
         status.reset();
         lock(&stage_gauges(name)).clear();
         StageTelemetry {
             status,
-            input_topic: input_topic.to_string(),
+            input_topics: input_topics.iter().map(|&t| t.into()).collect(),
             lag_gauges: Mutex::new(BTreeMap::new()),
             commits: counter!("rampart_checkpoint_commits_total", "stage" => name),
             aborts: counter!("rampart_checkpoint_aborts_total", "stage" => name),
@@ -49,14 +51,14 @@ impl StageTelemetry {
         }
     }
 
-    /// Records consumer lag per partition from librdkafka statistics (about
-    /// once a second per consumer).
+    /// Records consumer lag per (topic, partition) from librdkafka statistics
+    /// (about once a second per consumer).
     fn consumer_statistics(&self, stats: &rdkafka::Statistics) {
         let name = self.status.name();
         for topic in stats.topics.values() {
-            if topic.topic != self.input_topic {
+            let Some(input) = self.input_topics.iter().find(|t| ***t == *topic.topic) else {
                 continue;
-            }
+            };
             let mut lag_gauges = lock(&self.lag_gauges);
             // Several members of one stage (threads) each report their own
             // partitions: update those, drop the ones this client no longer wants.
@@ -65,17 +67,23 @@ impl StageTelemetry {
                     if p.partition < 0 {
                         continue;
                     }
+                    let key = (input.clone(), p.partition);
                     if p.desired {
                         let partition_lag = partition_lag(p);
-                        lag.insert(p.partition, partition_lag);
+                        lag.insert(key.clone(), partition_lag);
                         lag_gauges
-                            .entry(p.partition)
+                            .entry(key)
                             .or_insert_with(|| {
-                                gauge!("rampart_consumer_lag_messages", "stage" => name, "partition" => p.partition.to_string())
+                                gauge!(
+                                    "rampart_consumer_lag_messages",
+                                    "stage" => name,
+                                    "topic" => input.to_string(),
+                                    "partition" => p.partition.to_string()
+                                )
                             })
                             .set(partition_lag.max(0) as f64);
-                    } else if lag.remove(&p.partition).is_some()
-                        && let Some(g) = lag_gauges.get(&p.partition)
+                    } else if lag.remove(&key).is_some()
+                        && let Some(g) = lag_gauges.get(&key)
                     {
                         g.set(0.0);
                     }
@@ -224,6 +232,74 @@ pub(super) fn refresh_stages() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn topic_statistics(topic: &str, lags: &[(i32, i64)]) -> rdkafka::statistics::Topic {
+        rdkafka::statistics::Topic {
+            topic: topic.to_string(),
+            partitions: lags
+                .iter()
+                .map(|&(partition, consumer_lag)| {
+                    let p = rdkafka::statistics::Partition {
+                        partition,
+                        desired: true,
+                        consumer_lag,
+                        ..Default::default()
+                    };
+                    (partition, p)
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lag_of_two_inputs_is_kept_per_topic_and_partition() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // A stage name no other test uses: readiness state is process-wide.
+        let name = "lag-test";
+        metrics::with_local_recorder(&recorder, || {
+            let telemetry = StageTelemetry::new(name, &["eve", "zeek"]);
+            let stats = rdkafka::Statistics {
+                topics: [
+                    (
+                        "eve".to_string(),
+                        topic_statistics("eve", &[(0, 7), (1, 3)]),
+                    ),
+                    ("zeek".to_string(), topic_statistics("zeek", &[(0, 1200)])),
+                    // Not an input of this stage: ignored.
+                    (
+                        "partials".to_string(),
+                        topic_statistics("partials", &[(0, 99)]),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            };
+            telemetry.consumer_statistics(&stats);
+        });
+        let status = health::stage_status(name);
+        let lag = status.update_lag(|lag| lag.clone());
+        let want: BTreeMap<(Arc<str>, i32), i64> = [
+            (("eve".into(), 0), 7),
+            (("eve".into(), 1), 3),
+            (("zeek".into(), 0), 1200),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(lag, want, "partition 0 of each topic keeps its own lag");
+        let rendered = handle.render();
+        for line in [
+            r#"rampart_consumer_lag_messages{stage="lag-test",topic="eve",partition="0"} 7"#,
+            r#"rampart_consumer_lag_messages{stage="lag-test",topic="eve",partition="1"} 3"#,
+            r#"rampart_consumer_lag_messages{stage="lag-test",topic="zeek",partition="0"} 1200"#,
+        ] {
+            assert!(rendered.contains(line), "{line} missing from:\n{rendered}");
+        }
+        assert!(!rendered.contains("partials"), "{rendered}");
+        status.reset();
+    }
 
     #[test]
     fn partition_lag_falls_back_to_offsets() {
