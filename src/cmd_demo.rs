@@ -14,6 +14,7 @@ use clap::Args;
 use rampart_loadgen::{
     BurstConfig, GenConfig, Generator, Limit, RecordConfig, RecordStream, World, WorldConfig,
 };
+use rampart_formats::Format;
 use rampart_pipeline::Role;
 
 use crate::cmd_loadgen::{self, KafkaSink, LiveCounters, Pacing, Sink};
@@ -41,6 +42,12 @@ pub struct DemoArgs {
     /// Address of the /metrics page (port 0 = any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub metrics: String,
+    /// Input format the load generator writes and rampart reads: protobuf
+    /// (AttackEventBatch), or eve (Suricata EVE JSON: the demo's config reads
+    /// the input topic through an `[[inputs]]` entry with format
+    /// suricata-eve); zeek-conn, ocsf and ecs work the same way.
+    #[arg(long, value_parser = cmd_loadgen::parse_format, default_value = "protobuf")]
+    pub format: Format,
     /// Seed of the traffic.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -166,6 +173,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     world.write_sector_table(&dir.path().join("sectors.csv"))?;
     let input = format!("{run_id}.raw");
     let rollups = format!("{run_id}.rollups");
+    // Protobuf is read from `topics.input`; another format needs an
+    // `[[inputs]]` entry (which replaces `topics.input`).
+    let (input_key, inputs_table) = if args.format == Format::Protobuf {
+        (format!("input = \"{input}\"\n"), String::new())
+    } else {
+        (
+            String::new(),
+            format!(
+                "\n[[inputs]]\ntopic = \"{input}\"\nformat = \"{}\"\n",
+                args.format.as_str()
+            ),
+        )
+    };
     let config_text = format!(
         r#"[kafka]
 brokers = "{brokers}"
@@ -173,8 +193,7 @@ ingest_group = "{run_id}-ingest"
 merge_group = "{run_id}-merge"
 
 [topics]
-input = "{input}"
-partials = "{run_id}.partials"
+{input_key}partials = "{run_id}.partials"
 rollups = "{rollups}"
 dlq = "{run_id}.dlq"
 input_partitions = 4
@@ -198,7 +217,7 @@ transactional_id_prefix = "{run_id}"
 
 [metrics]
 listen = ""
-"#,
+{inputs_table}"#,
         window = args.window,
         d = dir.path().display(),
     );
@@ -261,12 +280,13 @@ listen = ""
         let gen_stop = gen_stop.clone();
         let mut sink = Sink::Kafka(KafkaSink::new(&brokers, &input, &client)?);
         let rate = args.rate;
+        let format = args.format;
         std::thread::Builder::new().name("loadgen".into()).spawn(
             move || -> anyhow::Result<cmd_loadgen::Outcome> {
                 let outcome = cmd_loadgen::drive(
                     &mut stream,
                     &mut sink,
-                    rampart_formats::Format::Protobuf,
+                    format,
                     &Pacing {
                         rate,
                         deadline: None,
@@ -297,9 +317,10 @@ listen = ""
 
     writeln!(
         out,
-        "loadgen sends {} events/s ({} per message) into {input}; windows of {} s; metrics at {metrics_url}\n",
+        "loadgen sends {} events/s ({} per message, {}) into {input}; windows of {} s; metrics at {metrics_url}\n",
         util::thousands(args.rate),
         args.batch,
+        args.format.as_str(),
         window_ms / 1000
     )?;
     let started = Instant::now();
@@ -354,6 +375,16 @@ listen = ""
     let outcome = loadgen
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+    // Let the ingest take in what was produced (bounded) so that the verdict
+    // compares complete counts.
+    let drain_deadline = Instant::now() + DRAIN_LIMIT;
+    while !pipeline.is_finished() && Instant::now() < drain_deadline {
+        let m = MetricValues::read(&handle.render());
+        if m.received >= outcome.events && m.dlq >= outcome.malformed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     shutdown.store(true, Ordering::SeqCst);
     let pipeline_result = pipeline
         .join()
@@ -391,6 +422,7 @@ listen = ""
         w.by_start.len(),
         window_ms / 1000
     )?;
+    writeln!(out, "  verdict    {}", verdict(&outcome, &m))?;
     writeln!(
         out,
         "  These rates are the demo's chosen pace on one machine, not rampart's speed: see the README for throughput."
@@ -404,6 +436,25 @@ listen = ""
     }
     drop(server);
     Ok(())
+}
+
+/// How long the demo waits, after the load generator stops, for the ingest
+/// to count every produced event before stopping the stages.
+const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Whether the ingest counted exactly what the load generator produced:
+/// every event once (duplicates and late events included: they are dropped
+/// after being counted) and one dead letter per malformed message.
+fn verdict(produced: &cmd_loadgen::Outcome, processed: &MetricValues) -> String {
+    let exact = processed.received == produced.events && processed.dlq == produced.malformed;
+    format!(
+        "{}: {} of {} produced events processed, {} of {} malformed messages dead-lettered",
+        if exact { "exact" } else { "NOT exact" },
+        util::thousands(processed.received),
+        util::thousands(produced.events),
+        util::thousands(processed.dlq),
+        util::thousands(produced.malformed)
+    )
 }
 
 /// Creates the pipeline's other topics and waits until the broker's metadata
