@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use rampart_formats::Format;
 use rampart_loadgen::{
     BurstConfig, GenConfig, Generator, Limit, RecordConfig, RecordStream, World, WorldConfig,
 };
-use rampart_formats::Format;
 use rampart_pipeline::Role;
 
 use crate::cmd_loadgen::{self, KafkaSink, LiveCounters, Pacing, Sink};
