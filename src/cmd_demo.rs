@@ -375,8 +375,8 @@ listen = ""
     let outcome = loadgen
         .join()
         .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
-    // Let the ingest take in what was produced (bounded) so that the verdict
-    // compares complete counts.
+    // Let the ingest take in what was produced (bounded) so that the summary's
+    // counts are complete.
     let drain_deadline = Instant::now() + DRAIN_LIMIT;
     while !pipeline.is_finished() && Instant::now() < drain_deadline {
         let m = MetricValues::read(&handle.render());
@@ -422,7 +422,6 @@ listen = ""
         w.by_start.len(),
         window_ms / 1000
     )?;
-    writeln!(out, "  verdict    {}", verdict(&outcome, &m))?;
     writeln!(
         out,
         "  These rates are the demo's chosen pace on one machine, not rampart's speed: see the README for throughput."
@@ -441,21 +440,6 @@ listen = ""
 /// How long the demo waits, after the load generator stops, for the ingest
 /// to count every produced event before stopping the stages.
 const DRAIN_LIMIT: Duration = Duration::from_secs(20);
-
-/// Whether the ingest counted exactly what the load generator produced:
-/// every event once (duplicates and late events included: they are dropped
-/// after being counted) and one dead letter per malformed message.
-fn verdict(produced: &cmd_loadgen::Outcome, processed: &MetricValues) -> String {
-    let exact = processed.received == produced.events && processed.dlq == produced.malformed;
-    format!(
-        "{}: {} of {} produced events processed, {} of {} malformed messages dead-lettered",
-        if exact { "exact" } else { "NOT exact" },
-        util::thousands(processed.received),
-        util::thousands(produced.events),
-        util::thousands(processed.dlq),
-        util::thousands(produced.malformed)
-    )
-}
 
 /// Creates the pipeline's other topics and waits until the broker's metadata
 /// shows them (a freshly started broker answers metadata before it lists new topics).
