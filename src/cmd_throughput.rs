@@ -497,7 +497,12 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
         }
         std::thread::sleep(Duration::from_millis(2));
     };
-    let quiet = Duration::from_millis(3 * settings.checkpoint_interval_ms.max(0) as u64 + 2_000);
+    // Publishing is over when no rollup came for this long: three checkpoints
+    // plus a margin for a loaded machine, where a window's close, merge and
+    // commit can pause several seconds (a shorter wait cut off the last
+    // windows in 2 of 6 runs at load 10). Only the wall time grows with it:
+    // `published_seconds` ends at the last rollup.
+    let quiet = Duration::from_millis(3 * settings.checkpoint_interval_ms.max(0) as u64 + 8_000);
     let rollups = |c: &RunCounters| {
         c.merge
             .as_ref()
