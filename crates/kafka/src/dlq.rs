@@ -40,6 +40,39 @@ pub struct DlqRecord {
     pub headers: OwnedHeaders,
 }
 
+/// `headers` followed by rampart's reason, provenance (topic, partition,
+/// offset) and error headers.
+fn provenance<M: Message>(
+    headers: OwnedHeaders,
+    message: &M,
+    reason: &str,
+    error: &str,
+) -> OwnedHeaders {
+    let partition = message.partition().to_string();
+    let offset = message.offset().to_string();
+    headers
+        .insert(Header {
+            key: HEADER_REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_TOPIC,
+            value: Some(message.topic()),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_PARTITION,
+            value: Some(&partition),
+        })
+        .insert(Header {
+            key: HEADER_SOURCE_OFFSET,
+            value: Some(&offset),
+        })
+        .insert(Header {
+            key: HEADER_ERROR,
+            value: Some(error),
+        })
+}
+
 impl DlqRecord {
     /// Builds the dead-letter record for `message`, which failed with `reason` (bounded set of
     /// values) and `error` (detail).
@@ -50,29 +83,7 @@ impl DlqRecord {
                 headers = headers.insert(header);
             }
         }
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = headers
-            .insert(Header {
-                key: HEADER_REASON,
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE_TOPIC,
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE_PARTITION,
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE_OFFSET,
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: HEADER_ERROR,
-                value: Some(error),
-            });
+        let headers = provenance(headers, message, reason, error);
         DlqRecord {
             key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().map(<[u8]>::to_vec),
@@ -122,29 +133,12 @@ impl DlqRecord {
     /// the provenance headers and `error`. For a dead letter that would not
     /// fit the producer's `message.max.bytes`.
     pub fn coordinates_only<M: Message>(message: &M, error: &str) -> Self {
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: HEADER_REASON,
-                value: Some(REASON_PAYLOAD_TOO_LARGE),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE_TOPIC,
-                value: Some(message.topic()),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE_PARTITION,
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: HEADER_SOURCE_OFFSET,
-                value: Some(&offset),
-            })
-            .insert(Header {
-                key: HEADER_ERROR,
-                value: Some(error),
-            });
+        let headers = provenance(
+            OwnedHeaders::new(),
+            message,
+            REASON_PAYLOAD_TOO_LARGE,
+            error,
+        );
         DlqRecord {
             key: None,
             payload: None,
