@@ -83,7 +83,9 @@ fn add_counts(into: &mut Counts, from: &[(u32, u64)]) {
 /// Sorts `(value, count)` pairs by value and adds up equal values (saturating),
 /// dropping zero counts: the canonical [`Counts`] of a bag of pairs.
 pub fn counts_from_bag(mut bag: Vec<(u32, u64)>) -> Counts {
-    bag.sort_unstable_by_key(|e| e.0);
+    if bag.len() > 1 {
+        bag.sort_unstable_by_key(|e| e.0);
+    }
     let mut w = 0usize;
     for r in 0..bag.len() {
         let Some(&(v, c)) = bag.get(r) else { break };

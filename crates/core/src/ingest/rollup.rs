@@ -149,25 +149,46 @@ fn country_str(c: [u8; 2]) -> String {
 }
 
 /// Rows of one origin dimension before the published-key budget: the events
-/// of each key split by origin country (`None`: the `other` cells).
-type CountryParts<K> = FxHashMap<(Option<K>, [u8; 2]), Acc>;
+/// of each key split by origin country (`None`: the `other` cells), as an
+/// index into the roll-up's `Acc` arena.
+type CountryParts<K> = FxHashMap<(Option<K>, [u8; 2]), u32>;
+
+/// A row of the roll-up: its dimension, key and `Acc` (an index into the
+/// arena, so sorting rows moves 32 bytes, not a whole `Acc`).
+type Row = (Dimension, String, u32);
+
+/// The `Acc` of `key` in `parts`, created in `accs` when missing.
+fn acc_of<'a, K: Eq + Hash>(
+    parts: &mut FxHashMap<K, u32>,
+    accs: &'a mut Vec<Acc>,
+    key: K,
+) -> Option<&'a mut Acc> {
+    let i = *parts.entry(key).or_insert_with(|| {
+        accs.push(Acc::default());
+        (accs.len() - 1) as u32
+    });
+    accs.get_mut(i as usize)
+}
 
 /// Turns `parts` into rows of `dimension`: the `top` keys with the most
 /// events (raw + late; ties by the smaller key string) under their own key,
 /// the parts of the others and of `other` cells under `other:<country>`.
 fn publish<K: Copy + Eq + Hash>(
     parts: CountryParts<K>,
+    accs: &[Acc],
     dimension: Dimension,
     name: impl Fn(K) -> String,
     top: usize,
-    rows: &mut Vec<(Dimension, String, Acc)>,
+    rows: &mut Vec<Row>,
     stats: &mut RollUpStats,
 ) {
     let mut totals: FxHashMap<K, u64> = FxHashMap::default();
-    for ((key, _), a) in &parts {
-        if let Some(key) = key {
-            let total = totals.entry(*key).or_default();
-            *total = total.saturating_add(a.raw.saturating_add(a.late));
+    if parts.len() > top {
+        for (&(key, _), &a) in &parts {
+            if let (Some(key), Some(a)) = (key, accs.get(a as usize)) {
+                let total = totals.entry(key).or_default();
+                *total = total.saturating_add(a.raw.saturating_add(a.late));
+            }
         }
     }
     let kept: Option<FxHashMap<K, String>> = (totals.len() > top).then(|| {
@@ -202,6 +223,7 @@ pub(super) fn roll_up<'n>(
     out: &mut Vec<pb::Partial>,
 ) -> RollUpStats {
     let mut stats = RollUpStats::default();
+    let mut accs: Vec<Acc> = Vec::with_capacity(2 * cells.origin.len() + 3 * cells.sector.len());
     let mut asn: CountryParts<u32> = FxHashMap::default();
     let mut prefix: CountryParts<u64> = FxHashMap::default();
     for (k, c) in cells.origin.iter().filter(|(_, c)| !c.core.is_empty()) {
@@ -210,30 +232,35 @@ pub(super) fn roll_up<'n>(
             .copied()
             .unwrap_or(Origin::UNKNOWN);
         let sk = c.sketch(k.prefix);
-        asn.entry((Some(origin.asn), origin.country))
-            .or_default()
-            .add(&c.core, &sk);
+        if let Some(a) = acc_of(&mut asn, &mut accs, (Some(origin.asn), origin.country)) {
+            a.add(&c.core, &sk);
+        }
         let prefix_id = (k.prefix != OTHER_PREFIX).then_some(k.prefix);
-        prefix
-            .entry((prefix_id, origin.country))
-            .or_default()
-            .add_owned(&c.core, sk);
+        if let Some(a) = acc_of(&mut prefix, &mut accs, (prefix_id, origin.country)) {
+            a.add_owned(&c.core, sk);
+        }
     }
-    let mut country: FxHashMap<[u8; 2], Acc> = FxHashMap::default();
-    let mut sector: FxHashMap<u16, Acc> = FxHashMap::default();
-    let mut cs: Vec<(u32, Acc)> = Vec::with_capacity(cells.sector.len());
+    let mut country: FxHashMap<[u8; 2], u32> = FxHashMap::default();
+    let mut sector: FxHashMap<u16, u32> = FxHashMap::default();
+    let mut rows: Vec<Row> = Vec::with_capacity(accs.len() + 3 * cells.sector.len());
     for &(k, ref c) in cells.sector.iter().filter(|(_, c)| !c.core.is_empty()) {
         let (ctry, sec) = sector_key_parts(k);
         let sources = c.sources.to_sketch();
-        country.entry(ctry).or_default().add(&c.core, &sources);
-        sector.entry(sec).or_default().add(&c.core, &sources);
+        if let Some(a) = acc_of(&mut country, &mut accs, ctry) {
+            a.add(&c.core, &sources);
+        }
+        if let Some(a) = acc_of(&mut sector, &mut accs, sec) {
+            a.add(&c.core, &sources);
+        }
         let mut a = Acc::default();
         a.add_owned(&c.core, sources);
-        cs.push((k, a));
+        accs.push(a);
+        rows.push((
+            Dimension::CountrySector,
+            format!("{}|{}", country_str(ctry), sector_name(sec)),
+            (accs.len() - 1) as u32,
+        ));
     }
-
-    let mut rows: Vec<(Dimension, String, Acc)> =
-        Vec::with_capacity(country.len() + asn.len() + prefix.len() + sector.len() + cs.len());
     rows.extend(
         country
             .into_iter()
@@ -242,6 +269,7 @@ pub(super) fn roll_up<'n>(
     let top = keys.publish_top_keys;
     publish(
         asn,
+        &accs,
         Dimension::OriginAsn,
         |n| format!("AS{n}"),
         top,
@@ -250,6 +278,7 @@ pub(super) fn roll_up<'n>(
     );
     publish(
         prefix,
+        &accs,
         Dimension::OriginPrefix,
         prefix_key,
         top,
@@ -261,26 +290,29 @@ pub(super) fn roll_up<'n>(
             .into_iter()
             .map(|(s, a)| (Dimension::TargetSector, sector_name(s).to_owned(), a)),
     );
-    rows.extend(cs.into_iter().map(|(k, a)| {
-        let (c, s) = sector_key_parts(k);
-        (
-            Dimension::CountrySector,
-            format!("{}|{}", country_str(c), sector_name(s)),
-            a,
-        )
-    }));
     rows.sort_unstable_by(|a, b| (a.0 as i32, &a.1).cmp(&(b.0 as i32, &b.1)));
     // Distinct sector ids may share a name, a key may span countries, folded
     // keys share their `other` key: merge equal (dimension, key) rows.
-    let mut merged: Vec<(Dimension, String, Acc)> = Vec::with_capacity(rows.len());
+    let mut merged: Vec<Row> = Vec::with_capacity(rows.len());
     for r in rows {
         match merged.last_mut() {
-            Some(last) if last.0 == r.0 && last.1 == r.1 => last.2.merge(r.2),
+            Some(last) if last.0 == r.0 && last.1 == r.1 => {
+                let from = accs.get_mut(r.2 as usize).map(std::mem::take);
+                if let (Some(from), Some(into)) = (from, accs.get_mut(last.2 as usize)) {
+                    into.merge(from);
+                }
+            }
             _ => merged.push(r),
         }
     }
     out.reserve(merged.len());
-    for (d, key, a) in merged.into_iter().filter(|r| !r.2.is_empty()) {
+    for (d, key, a) in merged {
+        let Some(a) = accs.get_mut(a as usize).map(std::mem::take) else {
+            continue;
+        };
+        if a.is_empty() {
+            continue;
+        }
         out.push(pb::Partial {
             dimension: d as i32,
             key,
