@@ -209,7 +209,9 @@ impl OpenEntry {
 #[derive(Debug)]
 pub struct Merger {
     size_ms: i64,
-    open: BTreeMap<(i64, i32, String), OpenEntry>,
+    /// Boxed: a B-tree insert shifts its node's values, and an entry is
+    /// ~230 bytes.
+    open: BTreeMap<(i64, i32, String), Box<OpenEntry>>,
     closed: Vec<Option<i64>>,
     /// Markers applied by this instance (a resumed merger starts without the
     /// ones before its replay offset): partials of a window below a
@@ -360,7 +362,7 @@ impl Merger {
                     from: Vec::new(),
                 };
                 e.insert_source(p.input_partition);
-                v.insert(e);
+                v.insert(Box::new(e));
             }
         }
         self.stats.partials += 1;
