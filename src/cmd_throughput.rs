@@ -66,9 +66,11 @@ pub struct ThroughputArgs {
     #[arg(long, value_enum, default_value_t = Which::Both)]
     pub guarantee: Which,
     /// Ingest threads of the measured process (0: rampart's default, one per
-    /// core up to the partition count). 1 gives the rate of one thread.
-    #[arg(long, default_value_t = 0)]
-    pub ingest_threads: usize,
+    /// core up to the partition count). 1 gives the rate of one thread; a
+    /// list (`1,2`) drains the topic once per count and prints how the rate
+    /// scales (`scaling_2_over_1=R`).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub ingest_threads: Vec<usize>,
     #[command(flatten)]
     pub client: crate::util::ClientArgs,
 }
@@ -243,8 +245,18 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         Which::ExactlyOnce => &["exactly-once"],
         Which::AtLeastOnce => &["at-least-once"],
     };
+    let runs: Vec<(&str, usize)> = guarantees
+        .iter()
+        .flat_map(|g| args.ingest_threads.iter().map(move |&t| (*g, t)))
+        .collect();
+    let label = |g: &str, threads: usize| match args.ingest_threads.len() {
+        1 => g.to_string(),
+        _ if threads == 1 => format!("{g}, 1 ingest thread"),
+        _ => format!("{g}, {threads} ingest threads"),
+    };
     let mut results = Vec::new();
-    for g in guarantees {
+    for &(g, threads) in &runs {
+        let run_id = format!("{run_id}-{threads}");
         let env = vec![
             ("RAMPART_KAFKA__BROKERS".to_string(), brokers.clone()),
             (
@@ -284,7 +296,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             ("RAMPART_METRICS__LISTEN".to_string(), String::new()),
             (
                 "RAMPART_PROCESSING__INGEST_THREADS".to_string(),
-                args.ingest_threads.to_string(),
+                threads.to_string(),
             ),
             (
                 "RAMPART_KEYS__PUBLISH_TOP".to_string(),
@@ -308,7 +320,8 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         if let Some(input) = settings.inputs.first_mut() {
             input.format = args.format;
         }
-        eprintln!("rampart ({g}) draining the topic...");
+        let name = label(g, threads);
+        eprintln!("rampart ({name}) draining the topic...");
         let drained = drain(&settings, stats.records)?;
         let secs = drained.seconds;
         let rss_growth = drained.rss_growth;
@@ -316,7 +329,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         let rollups_per_s = drained.rollups as f64 / drained.published_seconds;
         let rollups_per_event = drained.rollups as f64 / stats.events.max(1) as f64;
         eprintln!(
-            "rampart ({g}): {secs:.2} s, {eps:.0} events/s, {:.0} messages/s; \
+            "rampart ({name}): {secs:.2} s, {eps:.0} events/s, {:.0} messages/s; \
              {} rollups: {rollups_per_s:.0} rollups/s, {rollups_per_event:.3} per input event; \
              all published after {:.2} s ({:.0} events/s end to end); resident memory grew \
              {:.0} MiB ({:.1} MiB per input partition)",
@@ -327,7 +340,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             rss_growth as f64 / MIB,
             rss_growth as f64 / MIB / f64::from(args.partitions.max(1)),
         );
-        results.push((*g, eps, rollups_per_s, rollups_per_event));
+        results.push((g, threads, eps, rollups_per_s, rollups_per_event));
         if results.len() == 1 {
             // The merge alone: a fresh merge group re-reads the partials just written.
             settings.raw.kafka.merge_group = format!("tp-merge-only-{g}-{run_id}");
@@ -340,14 +353,34 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             );
         }
     }
-    for (g, eps, rps, rpe) in &results[1..] {
+    for &(g, threads, eps, rps, rpe) in &results[1..] {
+        let threads = match args.ingest_threads.len() {
+            1 => String::new(),
+            _ => format!("_{threads}_threads"),
+        };
         println!(
-            "rampart_{}_events_per_s={eps:.0} ratio_to_bare={:.3} rollups_per_s={rps:.0} rollups_per_event={rpe:.3}",
+            "rampart_{}{threads}_events_per_s={eps:.0} ratio_to_bare={:.3} rollups_per_s={rps:.0} rollups_per_event={rpe:.3}",
             g.replace('-', "_"),
             eps / bare_eps
         );
     }
-    let (_, first, rps, rpe) = results[0];
+    for g in guarantees {
+        let rate = |t: usize| results.iter().find(|r| r.0 == *g && r.1 == t).map(|r| r.2);
+        for pair in args.ingest_threads.windows(2) {
+            if let [a, b] = *pair
+                && let (Some(ra), Some(rb)) = (rate(a), rate(b))
+            {
+                println!(
+                    "rampart_{}_scaling_{b}_over_{a}={:.2}",
+                    g.replace('-', "_"),
+                    rb / ra
+                );
+            }
+        }
+    }
+    let Some(&(_, _, first, rps, rpe)) = results.first() else {
+        bail!("nothing was measured");
+    };
     println!(
         "rampart_events_per_s={first:.0} bare_consumer_events_per_s={bare_eps:.0} ratio={:.3} \
          rollups_per_s={rps:.0} rollups_per_event={rpe:.3}",

@@ -4,9 +4,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::warn;
 
 use crate::Error;
 use crate::config::{Overrides, consumer_config};
@@ -42,6 +44,21 @@ impl ConsumeRate {
     }
 }
 
+/// The bare consumer's client context: a partition's end is how it knows it
+/// is done, not an error to log (librdkafka also reports it as a client
+/// error, which the default context logs at ERROR).
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            warn!(error = %error, reason, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 /// Reads every partition of `topic` from the beginning to its current end with one
 /// `BaseConsumer` and no processing, using rampart's consumer settings (`read_committed`, the
 /// same prefetch caps) plus `overrides`, and no group membership or commits. Blocking; fails
@@ -55,8 +72,8 @@ pub fn bare_consume_rate(
     let group = format!("rampart-bare-{}", std::process::id());
     let mut config = consumer_config(bootstrap, &group, overrides)?;
     config.set("enable.partition.eof", "true");
-    let consumer: BaseConsumer = config
-        .create()
+    let consumer: BaseConsumer<QuietEof> = config
+        .create_with_context(QuietEof)
         .map_err(|e| Error::client("create consumer", e))?;
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
