@@ -315,15 +315,28 @@ fn profile(seconds: i64) {
     eprintln!(
         "{batches} batches: {:.3} M events/s per thread CPU second ({:.3} M/s wall); process_batch {:?}, take_closed {:?} \
          ({n_partials} partials), merger.apply {:?}, take_final {:?} ({n_rollups} rollups); \
-         dedup {:?}",
+         dedup {:?}; peak resident {} MiB",
         events / (cpu as f64 / 1e9) / 1e6,
         events / total.as_secs_f64() / 1e6,
         t_proc,
         t_close,
         t_apply,
         t_final,
-        ing.dedup_stats()
+        ing.dedup_stats(),
+        peak_resident_kib() / 1024
     );
+}
+
+/// Peak resident set of this process (`VmHWM`, Linux), 0 elsewhere.
+fn peak_resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// On-CPU time of this thread (Linux `/proc/thread-self/schedstat`), so a
