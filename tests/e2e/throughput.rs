@@ -8,6 +8,20 @@ use crate::common::{RAMPART_BIN, broker, machine_shared};
 /// Runs a small at-least-once measurement; returns its summary's
 /// `rollups_per_event`.
 fn rollups_per_event(extra: &[&str]) -> f64 {
+    run(extra).0
+}
+
+/// The value of `name` (e.g. `rollups_per_event=`) in a summary line.
+fn field(line: &str, name: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(name))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+/// Runs a small at-least-once measurement; returns its summary's
+/// `rollups_per_event` and the whole standard output.
+fn run(extra: &[&str]) -> (f64, String) {
     let out = Command::new(RAMPART_BIN)
         .args(["throughput", "--brokers", broker().bootstrap()])
         .args(["--events", "20000", "--guarantee", "at-least-once"])
@@ -25,14 +39,8 @@ fn rollups_per_event(extra: &[&str]) -> f64 {
         .lines()
         .find(|l| l.starts_with("rampart_events_per_s="))
         .unwrap_or_else(|| panic!("no summary in {stdout}"));
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line}"))
-    };
-    assert!(field("rollups_per_s=") > 0.0, "{line}");
-    field("rollups_per_event=")
+    assert!(field(line, "rollups_per_s=") > 0.0, "{line}");
+    (field(line, "rollups_per_event="), stdout)
 }
 
 #[test]
@@ -43,12 +51,31 @@ fn throughput_reports_rollups_per_event_for_scattered_and_reduced_output() {
     // about 0.98 rollups per event, the other dimensions more on top.
     let scattered = rollups_per_event(&["--source-spread", "1"]);
     assert!(scattered > 0.95, "scattered: {scattered}");
-    // The same events in messages of 1–1000 events: the same rollups.
-    let mixed = rollups_per_event(&["--source-spread", "1", "--batch-mix", "1"]);
+    // The same events in messages of 1–1000 events: the same rollups, with
+    // one ingest thread and with two (drained once each).
+    let (mixed, stdout) = run(&[
+        "--source-spread",
+        "1",
+        "--batch-mix",
+        "1",
+        "--ingest-threads",
+        "1,2",
+    ]);
     assert!(
         (mixed - scattered).abs() < 0.02,
         "mixed sizes: {mixed}, fixed: {scattered}"
     );
+    let two = stdout
+        .lines()
+        .find(|l| l.starts_with("rampart_at_least_once_2_threads_events_per_s="))
+        .unwrap_or_else(|| panic!("no two-thread line in {stdout}"));
+    assert_eq!(field(two, "rollups_per_event="), mixed, "{stdout}");
+    let scaling = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart_at_least_once_scaling_2_over_1="))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no scaling line in {stdout}"));
+    assert!(scaling > 0.0, "{stdout}");
     // Zipf-concentrated sources share /24s.
     let concentrated = rollups_per_event(&["--source-spread", "0"]);
     assert!(
