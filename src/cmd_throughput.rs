@@ -342,8 +342,11 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         );
         results.push((g, threads, eps, rollups_per_s, rollups_per_event));
         if results.len() == 1 {
-            // The merge alone: a fresh merge group re-reads the partials just written.
+            // The merge alone: a fresh merge group re-reads the partials just
+            // written, and publishes into its own topic (the drain's rollups
+            // topic keeps each rollup once, for whoever reads it after).
             settings.raw.kafka.merge_group = format!("tp-merge-only-{g}-{run_id}");
+            settings.raw.topics.rollups = format!("tp-rollups-merge-only-{g}-{run_id}");
             eprintln!("rampart merge ({g}) re-reading the partials alone...");
             let (merge_s, partials) = drain_merge(&settings)?;
             println!(
