@@ -5,9 +5,9 @@
 
 use std::hash::Hash;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::cells::{Core, OTHER_PREFIX, V6_TAG, WindowCells, sector_key_parts};
+use super::cells::{Core, OTHER_PREFIX, OriginKey, V6_TAG, WindowCells, sector_key_parts};
 use crate::aggregate::{counts_from_bag, counts_to_proto};
 use crate::budget::{KeyBudget, cap_counts, other_key};
 use crate::enrich::Origin;
@@ -131,6 +131,11 @@ impl Acc {
     }
 }
 
+/// The key string of an origin ASN.
+fn asn_key(asn: u32) -> String {
+    format!("AS{asn}")
+}
+
 /// The key string of an origin prefix.
 fn prefix_key(prefix: u64) -> String {
     if prefix & V6_TAG != 0 {
@@ -148,9 +153,10 @@ fn country_str(c: [u8; 2]) -> String {
     Origin { country: c, asn: 0 }.country_str().to_owned()
 }
 
-/// Rows of one origin dimension before the published-key budget: the events
-/// of each key split by origin country (`None`: the `other` cells), as an
-/// index into the roll-up's `Acc` arena.
+/// Parts of one origin dimension: the events of each published key split by
+/// origin country (`None`: the keys folded by the published-key budget and
+/// the `other` cells, one part per country), as an index into the roll-up's
+/// `Acc` arena.
 type CountryParts<K> = FxHashMap<(Option<K>, [u8; 2]), u32>;
 
 /// A row of the roll-up: its dimension, key and `Acc` (an index into the
@@ -170,45 +176,42 @@ fn acc_of<'a, K: Eq + Hash>(
     accs.get_mut(i as usize)
 }
 
-/// Turns `parts` into rows of `dimension`: the `top` keys with the most
-/// events (raw + late; ties by the smaller key string) under their own key,
-/// the parts of the others and of `other` cells under `other:<country>`.
-fn publish<K: Copy + Eq + Hash>(
-    parts: CountryParts<K>,
-    accs: &[Acc],
-    dimension: Dimension,
+/// The `top` keys with the most events (raw + late, summed over the key's
+/// cells; ties by the smaller key string), or `None` when there are no more
+/// than `top` keys (every key keeps its row). Counts the others in `stats`.
+fn top_keys<K: Copy + Eq + Hash>(
+    events: impl Iterator<Item = (K, u64)>,
     name: impl Fn(K) -> String,
     top: usize,
-    rows: &mut Vec<Row>,
     stats: &mut RollUpStats,
-) {
+) -> Option<FxHashSet<K>> {
     let mut totals: FxHashMap<K, u64> = FxHashMap::default();
-    if parts.len() > top {
-        for (&(key, _), &a) in &parts {
-            if let (Some(key), Some(a)) = (key, accs.get(a as usize)) {
-                let total = totals.entry(key).or_default();
-                *total = total.saturating_add(a.raw.saturating_add(a.late));
-            }
-        }
+    for (key, n) in events {
+        let total = totals.entry(key).or_default();
+        *total = total.saturating_add(n);
     }
-    let kept: Option<FxHashMap<K, String>> = (totals.len() > top).then(|| {
-        let mut ranked: Vec<(u64, String, K)> =
-            totals.into_iter().map(|(k, n)| (n, name(k), k)).collect();
-        ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        stats.folded_keys += ranked.len().saturating_sub(top) as u64;
-        ranked.truncate(top);
-        ranked.into_iter().map(|(_, s, k)| (k, s)).collect()
-    });
-    for ((key, country), a) in parts {
-        let key = match (key, &kept) {
-            (Some(key), None) => name(key),
-            (Some(key), Some(kept)) => match kept.get(&key) {
-                Some(s) => s.clone(),
-                None => other_key(&country_str(country)),
-            },
-            (None, _) => other_key(&country_str(country)),
-        };
-        rows.push((dimension, key, a));
+    if totals.len() <= top {
+        return None;
+    }
+    let mut ranked: Vec<(u64, String, K)> =
+        totals.into_iter().map(|(k, n)| (n, name(k), k)).collect();
+    ranked.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    stats.folded_keys += ranked.len().saturating_sub(top) as u64;
+    ranked.truncate(top);
+    Some(ranked.into_iter().map(|(_, _, k)| k).collect())
+}
+
+/// Whether `key` keeps its row (`None`: every key does).
+fn kept<K: Eq + Hash>(set: &Option<FxHashSet<K>>, key: K) -> bool {
+    set.as_ref().is_none_or(|s| s.contains(&key))
+}
+
+/// The row key of a part: its own key, or `other:<country>` for the parts
+/// of folded keys and of `other` cells (`None`).
+fn row_key<K>(key: Option<K>, country: [u8; 2], name: impl Fn(K) -> String) -> String {
+    match key {
+        Some(key) => name(key),
+        None => other_key(&country_str(country)),
     }
 }
 
@@ -223,19 +226,49 @@ pub(super) fn roll_up<'n>(
     out: &mut Vec<pb::Partial>,
 ) -> RollUpStats {
     let mut stats = RollUpStats::default();
+    let origin_of = |k: &OriginKey| {
+        origins
+            .get(k.origin as usize)
+            .copied()
+            .unwrap_or(Origin::UNKNOWN)
+    };
+    let used = || cells.origin.iter().filter(|(_, c)| !c.core.is_empty());
+    let events = |c: &Core| c.raw.saturating_add(c.late);
+    // Which keys keep their row is decided first, from the cells' counts, so
+    // the cells of folded keys go straight into their `other:<country>` row.
+    let top = keys.publish_top_keys;
+    let (kept_asns, kept_prefixes) = if used().count() > top {
+        (
+            top_keys(
+                used().map(|(k, c)| (origin_of(k).asn, events(&c.core))),
+                asn_key,
+                top,
+                &mut stats,
+            ),
+            top_keys(
+                used()
+                    .filter(|(k, _)| k.prefix != OTHER_PREFIX)
+                    .map(|(k, c)| (k.prefix, events(&c.core))),
+                prefix_key,
+                top,
+                &mut stats,
+            ),
+        )
+    } else {
+        (None, None)
+    };
     let mut accs: Vec<Acc> = Vec::with_capacity(2 * cells.origin.len() + 3 * cells.sector.len());
     let mut asn: CountryParts<u32> = FxHashMap::default();
     let mut prefix: CountryParts<u64> = FxHashMap::default();
-    for (k, c) in cells.origin.iter().filter(|(_, c)| !c.core.is_empty()) {
-        let origin = origins
-            .get(k.origin as usize)
-            .copied()
-            .unwrap_or(Origin::UNKNOWN);
+    for (k, c) in used() {
+        let origin = origin_of(k);
         let sk = c.sketch(k.prefix);
-        if let Some(a) = acc_of(&mut asn, &mut accs, (Some(origin.asn), origin.country)) {
+        let asn_id = kept(&kept_asns, origin.asn).then_some(origin.asn);
+        if let Some(a) = acc_of(&mut asn, &mut accs, (asn_id, origin.country)) {
             a.add(&c.core, &sk);
         }
-        let prefix_id = (k.prefix != OTHER_PREFIX).then_some(k.prefix);
+        let prefix_id =
+            (k.prefix != OTHER_PREFIX && kept(&kept_prefixes, k.prefix)).then_some(k.prefix);
         if let Some(a) = acc_of(&mut prefix, &mut accs, (prefix_id, origin.country)) {
             a.add_owned(&c.core, sk);
         }
@@ -266,25 +299,12 @@ pub(super) fn roll_up<'n>(
             .into_iter()
             .map(|(c, a)| (Dimension::OriginCountry, country_str(c), a)),
     );
-    let top = keys.publish_top_keys;
-    publish(
-        asn,
-        &accs,
-        Dimension::OriginAsn,
-        |n| format!("AS{n}"),
-        top,
-        &mut rows,
-        &mut stats,
-    );
-    publish(
-        prefix,
-        &accs,
-        Dimension::OriginPrefix,
-        prefix_key,
-        top,
-        &mut rows,
-        &mut stats,
-    );
+    rows.extend(asn.into_iter().map(|((key, country), a)| {
+        (Dimension::OriginAsn, row_key(key, country, asn_key), a)
+    }));
+    rows.extend(prefix.into_iter().map(|((key, country), a)| {
+        (Dimension::OriginPrefix, row_key(key, country, prefix_key), a)
+    }));
     rows.extend(
         sector
             .into_iter()
