@@ -13,11 +13,14 @@ use crate::fields::IdPart::{Num, OptNum, Str};
 use crate::fields::{
     Addr, Builder, json_str, opt_ip, protocol_name, protocol_number, saturate_u32,
 };
+use crate::scan::{Field, Fields, Picked, Want};
 use crate::time::{format_rfc3339, parse_rfc3339};
-use crate::{JsonEvent, parse};
+use crate::{JsonEvent, JsonParser, parse_scanned};
 
-#[derive(Deserialize)]
-struct Doc<'a> {
+/// The fields read; serde_json's struct, which the scanner's [`scan_doc`]
+/// fills the same way.
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Doc<'a> {
     #[serde(borrow)]
     event_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -26,11 +29,11 @@ struct Doc<'a> {
     src_ip: Option<Cow<'a, str>>,
     #[serde(borrow)]
     dest_ip: Option<Cow<'a, str>>,
-    src_port: Option<u64>,
+    pub(crate) src_port: Option<u64>,
     dest_port: Option<u64>,
     #[serde(borrow)]
     proto: Option<Cow<'a, str>>,
-    flow_id: Option<u64>,
+    pub(crate) flow_id: Option<u64>,
     tx_id: Option<u64>,
     icmp_type: Option<u64>,
     icmp_code: Option<u64>,
@@ -38,30 +41,127 @@ struct Doc<'a> {
     host: Option<Cow<'a, str>>,
     #[serde(borrow)]
     alert: Option<Alert<'a>>,
-    flow: Option<Flow>,
+    pub(crate) flow: Option<Flow>,
     #[serde(borrow)]
     anomaly: Option<Anomaly<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Alert<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Alert<'a> {
     signature_id: Option<u64>,
     #[serde(borrow)]
     category: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
-struct Flow {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Flow {
     pkts_toserver: Option<u64>,
     pkts_toclient: Option<u64>,
     bytes_toserver: Option<u64>,
     bytes_toclient: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Anomaly<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Anomaly<'a> {
     #[serde(borrow)]
     event: Option<Cow<'a, str>>,
+}
+
+/// The scanner's slots of [`Doc`]'s fields.
+mod slot {
+    pub(super) const TIMESTAMP: usize = 0;
+    pub(super) const FLOW_ID: usize = 1;
+    pub(super) const EVENT_TYPE: usize = 2;
+    pub(super) const SRC_IP: usize = 3;
+    pub(super) const SRC_PORT: usize = 4;
+    pub(super) const DEST_IP: usize = 5;
+    pub(super) const DEST_PORT: usize = 6;
+    pub(super) const PROTO: usize = 7;
+    pub(super) const TX_ID: usize = 8;
+    pub(super) const ICMP_TYPE: usize = 9;
+    pub(super) const ICMP_CODE: usize = 10;
+    pub(super) const HOST: usize = 11;
+    pub(super) const ALERT: usize = 12;
+    pub(super) const SIGNATURE_ID: usize = 13;
+    pub(super) const CATEGORY: usize = 14;
+    pub(super) const FLOW: usize = 15;
+    pub(super) const PKTS_TOSERVER: usize = 16;
+    pub(super) const PKTS_TOCLIENT: usize = 17;
+    pub(super) const BYTES_TOSERVER: usize = 18;
+    pub(super) const BYTES_TOCLIENT: usize = 19;
+    pub(super) const ANOMALY: usize = 20;
+    pub(super) const ANOMALY_EVENT: usize = 21;
+    pub(super) const COUNT: usize = 22;
+}
+
+const fn field(key: &'static str, want: Want, slot: usize) -> Field {
+    Field { key, want, slot }
+}
+
+const ALERT: Fields = Fields::new(&[
+    field("signature_id", Want::U64, slot::SIGNATURE_ID),
+    field("category", Want::Str, slot::CATEGORY),
+]);
+
+const FLOW: Fields = Fields::new(&[
+    field("pkts_toserver", Want::U64, slot::PKTS_TOSERVER),
+    field("pkts_toclient", Want::U64, slot::PKTS_TOCLIENT),
+    field("bytes_toserver", Want::U64, slot::BYTES_TOSERVER),
+    field("bytes_toclient", Want::U64, slot::BYTES_TOCLIENT),
+]);
+
+const ANOMALY: Fields = Fields::new(&[field("event", Want::Str, slot::ANOMALY_EVENT)]);
+
+/// [`Doc`]'s fields for the scanner, in the order Suricata writes them.
+const FIELDS: Fields = Fields::new(&[
+    field("timestamp", Want::Str, slot::TIMESTAMP),
+    field("flow_id", Want::U64, slot::FLOW_ID),
+    field("event_type", Want::Str, slot::EVENT_TYPE),
+    field("src_ip", Want::Str, slot::SRC_IP),
+    field("src_port", Want::U64, slot::SRC_PORT),
+    field("dest_ip", Want::Str, slot::DEST_IP),
+    field("dest_port", Want::U64, slot::DEST_PORT),
+    field("proto", Want::Str, slot::PROTO),
+    field("tx_id", Want::U64, slot::TX_ID),
+    field("icmp_type", Want::U64, slot::ICMP_TYPE),
+    field("icmp_code", Want::U64, slot::ICMP_CODE),
+    field("host", Want::Str, slot::HOST),
+    field("alert", Want::Object(&ALERT), slot::ALERT),
+    field("flow", Want::Object(&FLOW), slot::FLOW),
+    field("anomaly", Want::Object(&ANOMALY), slot::ANOMALY),
+]);
+
+/// [`Doc`] by the scanner, `None` when it is not sure (serde_json decides).
+pub(crate) fn scan_doc(text: &str) -> Option<Doc<'_>> {
+    use slot::*;
+    let p: [Picked<'_>; COUNT] = crate::scan::pick(text, &FIELDS)?;
+    Some(Doc {
+        event_type: p[EVENT_TYPE].str(),
+        timestamp: p[TIMESTAMP].str(),
+        src_ip: p[SRC_IP].str(),
+        dest_ip: p[DEST_IP].str(),
+        src_port: p[SRC_PORT].u64(),
+        dest_port: p[DEST_PORT].u64(),
+        proto: p[PROTO].str(),
+        flow_id: p[FLOW_ID].u64(),
+        tx_id: p[TX_ID].u64(),
+        icmp_type: p[ICMP_TYPE].u64(),
+        icmp_code: p[ICMP_CODE].u64(),
+        host: p[HOST].str(),
+        alert: p[ALERT].is_object().then(|| Alert {
+            signature_id: p[SIGNATURE_ID].u64(),
+            category: p[CATEGORY].str(),
+        }),
+        flow: p[FLOW].is_object().then(|| Flow {
+            pkts_toserver: p[PKTS_TOSERVER].u64(),
+            pkts_toclient: p[PKTS_TOCLIENT].u64(),
+            bytes_toserver: p[BYTES_TOSERVER].u64(),
+            bytes_toclient: p[BYTES_TOCLIENT].u64(),
+        }),
+        anomaly: p[ANOMALY].is_object().then(|| Anomaly {
+            event: p[ANOMALY_EVENT].str(),
+        }),
+    })
 }
 
 /// Suricata classification descriptions (`classification.config`) that name
@@ -105,8 +205,12 @@ fn category_of_kind(kind: i32) -> &'static str {
 }
 
 /// Maps one EVE record: `Ok(None)` for a record type that is skipped.
-pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = parse(doc)?;
+pub(crate) fn map(
+    doc: &[u8],
+    parser: JsonParser,
+    b: &mut Builder<'_>,
+) -> Result<Option<JsonEvent>, Rejection> {
+    let d: Doc<'_> = parse_scanned(doc, parser, scan_doc)?;
     let event_type = d.event_type.as_deref().ok_or(Rejection::MissingField)?;
     let (kind, rule_id) = match event_type {
         "alert" | "drop" => match &d.alert {

@@ -22,6 +22,7 @@ mod ecs;
 mod eve;
 mod fields;
 mod ocsf;
+mod scan;
 mod time;
 mod zeek;
 
@@ -109,10 +110,15 @@ impl Format {
             .unwrap_or_default()
     }
 
-    fn map(self, doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
+    fn map(
+        self,
+        doc: &[u8],
+        parser: JsonParser,
+        b: &mut Builder<'_>,
+    ) -> Result<Option<JsonEvent>, Rejection> {
         match self {
             Format::Protobuf => Err(Rejection::MalformedJson),
-            Format::SuricataEve => eve::map(doc, b),
+            Format::SuricataEve => eve::map(doc, parser, b),
             Format::ZeekConn => zeek::map(doc, b),
             Format::Ocsf => ocsf::map(doc, b),
             Format::Ecs => ecs::map(doc, b),
@@ -145,9 +151,24 @@ pub struct Failure {
     pub range: std::ops::Range<usize>,
 }
 
+/// How a [`JsonDecoder`] parses a document. Both give the same events and
+/// the same rejections; the scanner is faster on the documents it is sure of.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JsonParser {
+    /// The field-picking scanner (`scan.rs`) first, serde_json for the
+    /// documents it is not sure of (EVE; the other formats parse with
+    /// serde_json).
+    #[default]
+    ScanFirst,
+    /// serde_json only (the reference the scanner is tested and measured
+    /// against).
+    SerdeOnly,
+}
+
 /// Decodes messages of a JSON format; its buffers are reused across messages.
 #[derive(Debug, Default)]
 pub struct JsonDecoder {
+    parser: JsonParser,
     events: Vec<JsonEvent>,
     /// Per event: its line and byte range in the message.
     origins: Vec<(u32, std::ops::Range<usize>)>,
@@ -171,7 +192,23 @@ pub(crate) fn json_error(e: &serde_json::Error) -> Rejection {
 /// is UTF-8; this is cheaper than serde_json checking every string on its
 /// own), then parsed borrowing from it.
 pub(crate) fn parse<'a, T: Deserialize<'a>>(doc: &'a [u8]) -> Result<T, Rejection> {
+    parse_scanned(doc, JsonParser::SerdeOnly, |_| None)
+}
+
+/// [`parse`] with the format's scanner first: `scan` gives the struct when
+/// it is sure of the document, and serde_json parses the rest (so every
+/// rejection is serde_json's).
+pub(crate) fn parse_scanned<'a, T: Deserialize<'a>>(
+    doc: &'a [u8],
+    parser: JsonParser,
+    scan: impl FnOnce(&'a str) -> Option<T>,
+) -> Result<T, Rejection> {
     let text = std::str::from_utf8(doc).map_err(|_| Rejection::MalformedJson)?;
+    if parser == JsonParser::ScanFirst
+        && let Some(fields) = scan(text)
+    {
+        return Ok(fields);
+    }
     serde_json::from_str(text).map_err(|e| json_error(&e))
 }
 
@@ -180,6 +217,14 @@ fn trim(line: &[u8]) -> &[u8] {
 }
 
 impl JsonDecoder {
+    /// A decoder parsing with `parser` (the default is [`JsonParser::ScanFirst`]).
+    pub fn with_parser(parser: JsonParser) -> JsonDecoder {
+        JsonDecoder {
+            parser,
+            ..JsonDecoder::default()
+        }
+    }
+
     /// Splits `payload` into documents (one per line; blank lines are no
     /// documents; a message whose first document does not end on its first
     /// line is one pretty-printed document) and maps each. `Err` rejects the
@@ -224,7 +269,7 @@ impl JsonDecoder {
                 let mut b = Builder {
                     text: &mut self.text,
                 };
-                match format.map(line, &mut b) {
+                match format.map(line, self.parser, &mut b) {
                     Ok(Some(event)) => {
                         self.events.push(event);
                         self.origins.push((line_no, start..end));
@@ -321,6 +366,15 @@ impl JsonDecoder {
     }
 }
 
+/// The EVE fields rampart reads, picked by the scanner alone (no mapping):
+/// `Some(flow_id)` (0 when absent), `None` when the scanner leaves the
+/// document to serde_json. For the parser comparison in
+/// `benches/json_decode.rs`.
+#[doc(hidden)]
+pub fn scan_eve_only(text: &str) -> Option<u64> {
+    eve::scan_doc(text).map(|d| d.flow_id.unwrap_or(0))
+}
+
 /// An owned `AttackEvent` of a view (tests, projections).
 pub fn to_attack_event(v: &EventView<'_>) -> AttackEvent {
     AttackEvent {
@@ -341,3 +395,5 @@ pub fn to_attack_event(v: &EventView<'_>) -> AttackEvent {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_scan;
