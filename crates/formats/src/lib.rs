@@ -119,7 +119,7 @@ impl Format {
         match self {
             Format::Protobuf => Err(Rejection::MalformedJson),
             Format::SuricataEve => eve::map(doc, parser, b),
-            Format::ZeekConn => zeek::map(doc, b),
+            Format::ZeekConn => zeek::map(doc, parser, b),
             Format::Ocsf => ocsf::map(doc, b),
             Format::Ecs => ecs::map(doc, b),
         }
@@ -156,8 +156,8 @@ pub struct Failure {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JsonParser {
     /// The field-picking scanner (`scan.rs`) first, serde_json for the
-    /// documents it is not sure of (EVE; the other formats parse with
-    /// serde_json).
+    /// documents it is not sure of (EVE and Zeek conn; OCSF and ECS parse
+    /// with serde_json).
     #[default]
     ScanFirst,
     /// serde_json only (the reference the scanner is tested and measured
@@ -195,6 +195,11 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(doc: &'a [u8]) -> Result<T, Rejectio
     parse_scanned(doc, JsonParser::SerdeOnly, |_| None)
 }
 
+/// The document as text: JSON is UTF-8, checked once per document.
+fn utf8(doc: &[u8]) -> Result<&str, Rejection> {
+    std::str::from_utf8(doc).map_err(|_| Rejection::MalformedJson)
+}
+
 /// [`parse`] with the format's scanner first: `scan` gives the struct when
 /// it is sure of the document, and serde_json parses the rest (so every
 /// rejection is serde_json's).
@@ -203,7 +208,7 @@ pub(crate) fn parse_scanned<'a, T: Deserialize<'a>>(
     parser: JsonParser,
     scan: impl FnOnce(&'a str) -> Option<T>,
 ) -> Result<T, Rejection> {
-    let text = std::str::from_utf8(doc).map_err(|_| Rejection::MalformedJson)?;
+    let text = utf8(doc)?;
     if parser == JsonParser::ScanFirst
         && let Some(fields) = scan(text)
     {
@@ -366,12 +371,13 @@ impl JsonDecoder {
     }
 }
 
-/// The EVE fields rampart reads, picked by the scanner alone (no mapping):
-/// `Some(flow_id)` (0 when absent), `None` when the scanner leaves the
-/// document to serde_json. For the parser comparison in
-/// `benches/json_decode.rs`.
+/// The EVE fields rampart reads, picked by the scanner alone (UTF-8 checked
+/// as the decoder checks it, no mapping): `Some(flow_id)` (0 when absent),
+/// `None` when the scanner leaves the document to serde_json. For the
+/// parser comparison in `benches/json_decode.rs`.
 #[doc(hidden)]
-pub fn scan_eve_only(text: &str) -> Option<u64> {
+pub fn scan_eve_only(doc: &[u8]) -> Option<u64> {
+    let text = utf8(doc).ok()?;
     eve::scan_doc(text).map(|d| d.flow_id.unwrap_or(0))
 }
 

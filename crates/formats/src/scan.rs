@@ -29,6 +29,8 @@ pub(crate) enum Want {
     Str,
     /// `Option<u64>`: digits only, no sign, fraction or exponent, no overflow.
     U64,
+    /// `Option<&RawValue>`: any value but `null`, as its JSON text.
+    Raw,
     /// `Option<Struct>`: an object with its own fields of interest.
     Object(&'static Fields),
 }
@@ -115,6 +117,8 @@ pub(crate) enum Picked<'a> {
     Null,
     Str(&'a str),
     U64(u64),
+    /// A [`Want::Raw`] value's text.
+    Raw(&'a str),
     /// An object of interest was there (its fields have their own slots).
     Object,
 }
@@ -140,6 +144,18 @@ impl<'a> Picked<'a> {
         ));
         match self {
             Picked::U64(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// A [`Want::Raw`] field as serde reads it.
+    pub(crate) fn raw(self) -> Option<&'a str> {
+        debug_assert!(matches!(
+            self,
+            Picked::Absent | Picked::Null | Picked::Raw(_)
+        ));
+        match self {
+            Picked::Raw(text) => Some(text),
             _ => None,
         }
     }
@@ -460,6 +476,12 @@ impl<'a> Scanner<'a> {
                             Want::U64 => {
                                 let n = self.plain_u64()?;
                                 *out.get_mut(field.slot)? = Picked::U64(n);
+                            }
+                            Want::Raw => {
+                                let start = self.pos;
+                                self.skip_value(depth)?;
+                                let text = self.text.get(start..self.pos)?;
+                                *out.get_mut(field.slot)? = Picked::Raw(text);
                             }
                             Want::Object(inner) => {
                                 self.expect(b'{')?;

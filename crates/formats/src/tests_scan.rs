@@ -15,8 +15,12 @@ use super::*;
 type Outcome = Result<(Vec<AttackEvent>, u64, Vec<(u32, Rejection)>), Rejection>;
 
 fn outcome(parser: JsonParser, payload: &[u8]) -> Outcome {
+    outcome_of(Format::SuricataEve, parser, payload)
+}
+
+fn outcome_of(format: Format, parser: JsonParser, payload: &[u8]) -> Outcome {
     let mut d = JsonDecoder::with_parser(parser);
-    d.decode(Format::SuricataEve, payload, 1000)?;
+    d.decode(format, payload, 1000)?;
     Ok((
         d.events().map(|v| to_attack_event(&v)).collect(),
         d.skipped(),
@@ -232,6 +236,55 @@ fn invalid_json_in_ignored_fields_is_malformed() {
     for end in 1..ALERT.len() {
         let cut = ALERT.get(..end).unwrap();
         assert_eq!(eve::scan_doc(cut), None, "{cut}");
+    }
+}
+
+/// Zeek conn: the scanner's `ts` is the value's text as serde_json's
+/// `RawValue` gives it, whatever the value.
+#[test]
+fn zeek_fixtures_and_raw_times_agree_with_serde() {
+    let zeek_agrees = |text: &str| match zeek::scan_doc(text) {
+        None => false,
+        Some(scanned) => {
+            let reference: zeek::Doc<'_> = serde_json::from_str(text).unwrap();
+            assert_eq!(scanned, reference, "{text}");
+            true
+        }
+    };
+    for payload in [
+        &include_bytes!("../fixtures/zeek-5.x.json")[..],
+        include_bytes!("../fixtures/zeek-6.x-7.x.json"),
+    ] {
+        let text = std::str::from_utf8(payload).unwrap();
+        for line in text.lines() {
+            zeek_agrees(line);
+        }
+        assert_eq!(
+            outcome_of(Format::ZeekConn, JsonParser::ScanFirst, payload),
+            outcome_of(Format::ZeekConn, JsonParser::SerdeOnly, payload)
+        );
+    }
+    let six = std::str::from_utf8(include_bytes!("../fixtures/zeek-6.x-7.x.json")).unwrap();
+    // The wrong-typed port and the malformed line go to serde_json.
+    let taken: Vec<bool> = six.lines().map(zeek_agrees).collect();
+    assert_eq!(taken, [true, true, true, false, false]);
+    for ts in [
+        "1591367999.305988",
+        " 1591367999 ",
+        "\"2024-07-01T00:00:05Z\"",
+        "\"2024-07-01T00:00:05\\u005a\"",
+        "-1.5e3",
+        "null",
+        "[1, {\"a\": \"b\"}]",
+        "true",
+    ] {
+        let doc = format!(r#"{{"ts":{ts},"id.orig_h":"192.0.2.1","id.resp_h":"192.0.2.2"}}"#);
+        assert!(zeek_agrees(&doc), "{doc}");
+        assert_eq!(
+            outcome_of(Format::ZeekConn, JsonParser::ScanFirst, doc.as_bytes()),
+            outcome_of(Format::ZeekConn, JsonParser::SerdeOnly, doc.as_bytes()),
+            "{doc}"
+        );
     }
 }
 
@@ -457,8 +510,59 @@ mod generated {
         )
     }
 
+    /// A document of `format` as its encoder writes one, then mutated.
+    fn encoded_and_mutated() -> impl Strategy<Value = (Format, Vec<u8>)> {
+        (
+            prop::sample::select(Format::JSON.to_vec()),
+            any::<[u8; 4]>(),
+            any::<u16>(),
+            any::<u64>(),
+            "[ -~é\"\\\\]{0,12}",
+            any::<prop::sample::Index>(),
+            0..4u8,
+            any::<u8>(),
+        )
+            .prop_map(|(format, ip, port, n, id, at, how, b)| {
+                let event = AttackEvent {
+                    time_ms: 1_700_000_000_000 + (n % 1_000_000) as i64,
+                    src_ip: ip.to_vec(),
+                    dst_ip: vec![198, 51, 100, 7],
+                    src_port: u32::from(port),
+                    dst_port: 443,
+                    protocol: [6, 17, 1][(n % 3) as usize],
+                    kind: (n % 5 + 1) as i32,
+                    rule_id: (n >> 8) as u32,
+                    event_id: id,
+                    packets: n % 100,
+                    bytes: n % 10_000,
+                    sensor_id: "s-1".into(),
+                };
+                let mut bytes = format.encode(&event).unwrap_or_default().into_bytes();
+                let i = at.index(bytes.len() + 1);
+                match how {
+                    0 => bytes.insert(i, b),
+                    1 if i < bytes.len() => {
+                        bytes.remove(i);
+                    }
+                    2 if i < bytes.len() => bytes[i] = b,
+                    _ => {} // unchanged
+                }
+                (format, bytes)
+            })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Every format's documents, as written and with a byte changed,
+        /// decode the same with the scanner first as with serde_json only.
+        #[test]
+        fn every_format_decodes_the_same_either_way((format, bytes) in encoded_and_mutated()) {
+            prop_assert_eq!(
+                outcome_of(format, JsonParser::ScanFirst, &bytes),
+                outcome_of(format, JsonParser::SerdeOnly, &bytes)
+            );
+        }
 
         #[test]
         fn scanner_gives_serdes_fields_or_nothing(doc in eve_document()) {

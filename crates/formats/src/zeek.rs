@@ -6,18 +6,21 @@ use std::fmt::Write as _;
 
 use rampart_core::proto::v1::{AttackEvent, AttackKind};
 use rampart_core::validate::Rejection;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::eve::numeric_id;
 use crate::fields::{Addr, Builder, json_str, opt_ip, protocol_number, saturate_u32};
+use crate::scan::{Field, Fields, Picked, Want};
 use crate::time::{parse_decimal, parse_rfc3339};
-use crate::{JsonEvent, parse};
+use crate::{JsonEvent, JsonParser, parse_scanned};
 
-#[derive(Deserialize)]
-struct Doc<'a> {
+/// The fields read; serde_json's struct, which the scanner's [`scan_doc`]
+/// fills the same way.
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Doc<'a> {
     #[serde(borrow)]
-    ts: Option<&'a RawValue>,
+    ts: Option<RawText<'a>>,
     #[serde(borrow)]
     uid: Option<Cow<'a, str>>,
     #[serde(rename = "id.orig_h", borrow)]
@@ -41,10 +44,83 @@ struct Doc<'a> {
     node_name: Option<Cow<'a, str>>,
 }
 
+/// A value's JSON text as written (serde_json's borrowed `RawValue`).
+#[derive(Debug, PartialEq)]
+struct RawText<'a>(&'a str);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'a RawValue>::deserialize(d).map(|raw| RawText(raw.get()))
+    }
+}
+
+/// The scanner's slots of [`Doc`]'s fields.
+mod slot {
+    pub(super) const TS: usize = 0;
+    pub(super) const UID: usize = 1;
+    pub(super) const ORIG_H: usize = 2;
+    pub(super) const ORIG_P: usize = 3;
+    pub(super) const RESP_H: usize = 4;
+    pub(super) const RESP_P: usize = 5;
+    pub(super) const PROTO: usize = 6;
+    pub(super) const IP_PROTO: usize = 7;
+    pub(super) const HISTORY: usize = 8;
+    pub(super) const ORIG_PKTS: usize = 9;
+    pub(super) const ORIG_IP_BYTES: usize = 10;
+    pub(super) const RESP_PKTS: usize = 11;
+    pub(super) const RESP_IP_BYTES: usize = 12;
+    pub(super) const NODE_NAME: usize = 13;
+    pub(super) const COUNT: usize = 14;
+}
+
+const fn field(key: &'static str, want: Want, slot: usize) -> Field {
+    Field { key, want, slot }
+}
+
+/// [`Doc`]'s fields for the scanner, in the order Zeek writes them.
+const FIELDS: Fields = Fields::new(&[
+    field("ts", Want::Raw, slot::TS),
+    field("uid", Want::Str, slot::UID),
+    field("id.orig_h", Want::Str, slot::ORIG_H),
+    field("id.orig_p", Want::U64, slot::ORIG_P),
+    field("id.resp_h", Want::Str, slot::RESP_H),
+    field("id.resp_p", Want::U64, slot::RESP_P),
+    field("proto", Want::Str, slot::PROTO),
+    field("ip_proto", Want::U64, slot::IP_PROTO),
+    field("history", Want::Str, slot::HISTORY),
+    field("orig_pkts", Want::U64, slot::ORIG_PKTS),
+    field("orig_ip_bytes", Want::U64, slot::ORIG_IP_BYTES),
+    field("resp_pkts", Want::U64, slot::RESP_PKTS),
+    field("resp_ip_bytes", Want::U64, slot::RESP_IP_BYTES),
+    field("_node_name", Want::Str, slot::NODE_NAME),
+]);
+
+/// [`Doc`] by the scanner, `None` when it is not sure (serde_json decides).
+pub(crate) fn scan_doc(text: &str) -> Option<Doc<'_>> {
+    use slot::*;
+    let p: [Picked<'_>; COUNT] = crate::scan::pick(text, &FIELDS)?;
+    Some(Doc {
+        ts: p[TS].raw().map(RawText),
+        uid: p[UID].str(),
+        orig_h: p[ORIG_H].str(),
+        orig_p: p[ORIG_P].u64(),
+        resp_h: p[RESP_H].str(),
+        resp_p: p[RESP_P].u64(),
+        proto: p[PROTO].str(),
+        ip_proto: p[IP_PROTO].u64(),
+        history: p[HISTORY].str(),
+        orig_pkts: p[ORIG_PKTS].u64(),
+        resp_pkts: p[RESP_PKTS].u64(),
+        orig_ip_bytes: p[ORIG_IP_BYTES].u64(),
+        resp_ip_bytes: p[RESP_IP_BYTES].u64(),
+        node_name: p[NODE_NAME].str(),
+    })
+}
+
 /// `ts`: epoch seconds as a JSON number (Zeek's default) or ISO 8601 text
 /// (`LogAscii::json_timestamps = JSON::TS_ISO8601`).
-fn time_of(raw: &RawValue) -> Result<i64, Rejection> {
-    let text = raw.get();
+fn time_of(raw: &RawText<'_>) -> Result<i64, Rejection> {
+    let text = raw.0;
     match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(iso) => parse_rfc3339(iso),
         None => parse_decimal(text, 3),
@@ -52,9 +128,13 @@ fn time_of(raw: &RawValue) -> Result<i64, Rejection> {
 }
 
 /// Maps one conn record (none is skipped).
-pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = parse(doc)?;
-    let time_ms = match d.ts {
+pub(crate) fn map(
+    doc: &[u8],
+    parser: JsonParser,
+    b: &mut Builder<'_>,
+) -> Result<Option<JsonEvent>, Rejection> {
+    let d: Doc<'_> = parse_scanned(doc, parser, scan_doc)?;
+    let time_ms = match &d.ts {
         Some(raw) => time_of(raw)?,
         None => 0,
     };
