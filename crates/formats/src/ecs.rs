@@ -13,11 +13,14 @@ use crate::fields::{
     Addr, Builder, OneOrMany, StrOrNum, json_str, kind_of_technique, numeric_rule_id, opt_ip,
     protocol_name, protocol_number, saturate_u32, technique_of_kind,
 };
+use crate::scan::{Field, Fields, Picked, Want};
 use crate::time::parse_rfc3339;
-use crate::{JsonEvent, parse};
+use crate::{JsonEvent, JsonParser, parse_scanned};
 
-#[derive(Deserialize)]
-struct Doc<'a> {
+/// The fields read; serde_json's struct, which the scanner's [`scan_doc`]
+/// fills the same way.
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Doc<'a> {
     #[serde(rename = "@timestamp", borrow)]
     timestamp: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -36,8 +39,8 @@ struct Doc<'a> {
     observer: Option<Observer<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Event<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Event<'a> {
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -46,8 +49,8 @@ struct Event<'a> {
     category: Option<OneOrMany<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Endpoint<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Endpoint<'a> {
     #[serde(borrow)]
     ip: Option<Cow<'a, str>>,
     port: Option<u64>,
@@ -55,8 +58,8 @@ struct Endpoint<'a> {
     bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Network<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Network<'a> {
     #[serde(borrow)]
     iana_number: Option<StrOrNum<'a>>,
     #[serde(borrow)]
@@ -65,36 +68,208 @@ struct Network<'a> {
     bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct Rule<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Rule<'a> {
     #[serde(borrow)]
     id: Option<StrOrNum<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Threat<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Threat<'a> {
     #[serde(borrow)]
     technique: Option<Technique<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Technique<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Technique<'a> {
     #[serde(borrow)]
     id: Option<OneOrMany<'a>>,
 }
 
-#[derive(Deserialize)]
-struct Observer<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(crate) struct Observer<'a> {
     #[serde(borrow)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     hostname: Option<Cow<'a, str>>,
 }
 
+/// The scanner's slots of [`Doc`]'s fields.
+mod slot {
+    pub(super) const TIMESTAMP: usize = 0;
+    pub(super) const EVENT: usize = 1;
+    pub(super) const EVENT_ID: usize = 2;
+    pub(super) const EVENT_KIND: usize = 3;
+    pub(super) const EVENT_CATEGORY: usize = 4;
+    pub(super) const SOURCE: usize = 5;
+    pub(super) const SOURCE_IP: usize = 6;
+    pub(super) const SOURCE_PORT: usize = 7;
+    pub(super) const SOURCE_PACKETS: usize = 8;
+    pub(super) const SOURCE_BYTES: usize = 9;
+    pub(super) const DESTINATION: usize = 10;
+    pub(super) const DESTINATION_IP: usize = 11;
+    pub(super) const DESTINATION_PORT: usize = 12;
+    pub(super) const DESTINATION_PACKETS: usize = 13;
+    pub(super) const DESTINATION_BYTES: usize = 14;
+    pub(super) const NETWORK: usize = 15;
+    pub(super) const IANA_NUMBER: usize = 16;
+    pub(super) const TRANSPORT: usize = 17;
+    pub(super) const NETWORK_PACKETS: usize = 18;
+    pub(super) const NETWORK_BYTES: usize = 19;
+    pub(super) const RULE: usize = 20;
+    pub(super) const RULE_ID: usize = 21;
+    pub(super) const THREAT: usize = 22;
+    pub(super) const TECHNIQUE: usize = 23;
+    pub(super) const TECHNIQUE_ID: usize = 24;
+    pub(super) const OBSERVER: usize = 25;
+    pub(super) const OBSERVER_NAME: usize = 26;
+    pub(super) const OBSERVER_HOSTNAME: usize = 27;
+    pub(super) const COUNT: usize = 28;
+}
+
+const fn field(key: &'static str, want: Want, slot: usize) -> Field {
+    Field { key, want, slot }
+}
+
+const EVENT: Fields = Fields::new(&[
+    field("kind", Want::Str, slot::EVENT_KIND),
+    field("category", Want::StrOrList, slot::EVENT_CATEGORY),
+    field("id", Want::Str, slot::EVENT_ID),
+]);
+
+const SOURCE: Fields = Fields::new(&[
+    field("ip", Want::Str, slot::SOURCE_IP),
+    field("port", Want::U64, slot::SOURCE_PORT),
+    field("packets", Want::U64, slot::SOURCE_PACKETS),
+    field("bytes", Want::U64, slot::SOURCE_BYTES),
+]);
+
+const DESTINATION: Fields = Fields::new(&[
+    field("ip", Want::Str, slot::DESTINATION_IP),
+    field("port", Want::U64, slot::DESTINATION_PORT),
+    field("packets", Want::U64, slot::DESTINATION_PACKETS),
+    field("bytes", Want::U64, slot::DESTINATION_BYTES),
+]);
+
+const NETWORK: Fields = Fields::new(&[
+    field("iana_number", Want::StrOrU64, slot::IANA_NUMBER),
+    field("transport", Want::Str, slot::TRANSPORT),
+    field("packets", Want::U64, slot::NETWORK_PACKETS),
+    field("bytes", Want::U64, slot::NETWORK_BYTES),
+]);
+
+const RULE: Fields = Fields::new(&[field("id", Want::StrOrU64, slot::RULE_ID)]);
+
+const TECHNIQUE: Fields = Fields::new(&[field("id", Want::StrOrList, slot::TECHNIQUE_ID)]);
+
+const THREAT: Fields = Fields::new(&[field(
+    "technique",
+    Want::Object(&TECHNIQUE),
+    slot::TECHNIQUE,
+)]);
+
+const OBSERVER: Fields = Fields::new(&[
+    field("name", Want::Str, slot::OBSERVER_NAME),
+    field("hostname", Want::Str, slot::OBSERVER_HOSTNAME),
+]);
+
+/// [`Doc`]'s fields for the scanner, in the order Elastic writes them.
+const FIELDS: Fields = Fields::new(&[
+    field("@timestamp", Want::Str, slot::TIMESTAMP),
+    field("event", Want::Object(&EVENT), slot::EVENT),
+    field("source", Want::Object(&SOURCE), slot::SOURCE),
+    field("destination", Want::Object(&DESTINATION), slot::DESTINATION),
+    field("network", Want::Object(&NETWORK), slot::NETWORK),
+    field("rule", Want::Object(&RULE), slot::RULE),
+    field("threat", Want::Object(&THREAT), slot::THREAT),
+    field("observer", Want::Object(&OBSERVER), slot::OBSERVER),
+]);
+
+fn str_or_num(p: Picked<'_>) -> Option<StrOrNum<'_>> {
+    match p {
+        Picked::U64(n) => Some(StrOrNum::Num(n)),
+        other => other.str().map(StrOrNum::Str),
+    }
+}
+
+/// `None` when the list is not only strings without escapes (serde_json
+/// decides); `Some(None)` when absent or null.
+fn one_or_many(p: Picked<'_>) -> Option<Option<OneOrMany<'_>>> {
+    match p {
+        Picked::Raw(array) => {
+            let strings = crate::scan::plain_strings(array)?;
+            Some(Some(OneOrMany::Many(
+                strings.into_iter().map(Cow::Borrowed).collect(),
+            )))
+        }
+        other => Some(other.str().map(OneOrMany::One)),
+    }
+}
+
+/// [`Doc`] by the scanner, `None` when it is not sure (serde_json decides).
+pub(crate) fn scan_doc(text: &str) -> Option<Doc<'_>> {
+    use slot::*;
+    let p: [Picked<'_>; COUNT] = crate::scan::pick(text, &FIELDS)?;
+    let endpoint = |at: usize, ip: usize, port: usize, packets: usize, bytes: usize| {
+        p[at].is_object().then(|| Endpoint {
+            ip: p[ip].str(),
+            port: p[port].u64(),
+            packets: p[packets].u64(),
+            bytes: p[bytes].u64(),
+        })
+    };
+    let event = if p[EVENT].is_object() {
+        Some(Event {
+            id: p[EVENT_ID].str(),
+            kind: p[EVENT_KIND].str(),
+            category: one_or_many(p[EVENT_CATEGORY])?,
+        })
+    } else {
+        None
+    };
+    let technique = if p[TECHNIQUE].is_object() {
+        Some(Technique {
+            id: one_or_many(p[TECHNIQUE_ID])?,
+        })
+    } else {
+        None
+    };
+    Some(Doc {
+        timestamp: p[TIMESTAMP].str(),
+        event,
+        source: endpoint(SOURCE, SOURCE_IP, SOURCE_PORT, SOURCE_PACKETS, SOURCE_BYTES),
+        destination: endpoint(
+            DESTINATION,
+            DESTINATION_IP,
+            DESTINATION_PORT,
+            DESTINATION_PACKETS,
+            DESTINATION_BYTES,
+        ),
+        network: p[NETWORK].is_object().then(|| Network {
+            iana_number: str_or_num(p[IANA_NUMBER]),
+            transport: p[TRANSPORT].str(),
+            packets: p[NETWORK_PACKETS].u64(),
+            bytes: p[NETWORK_BYTES].u64(),
+        }),
+        rule: p[RULE].is_object().then(|| Rule {
+            id: str_or_num(p[RULE_ID]),
+        }),
+        threat: p[THREAT].is_object().then_some(Threat { technique }),
+        observer: p[OBSERVER].is_object().then(|| Observer {
+            name: p[OBSERVER_NAME].str(),
+            hostname: p[OBSERVER_HOSTNAME].str(),
+        }),
+    })
+}
+
 /// Maps one ECS document: `Ok(None)` for a document that is neither an
 /// alert nor of category `network` / `intrusion_detection`.
-pub(crate) fn map(doc: &[u8], b: &mut Builder<'_>) -> Result<Option<JsonEvent>, Rejection> {
-    let d: Doc<'_> = parse(doc)?;
+pub(crate) fn map(
+    doc: &[u8],
+    parser: JsonParser,
+    b: &mut Builder<'_>,
+) -> Result<Option<JsonEvent>, Rejection> {
+    let d: Doc<'_> = parse_scanned(doc, parser, scan_doc)?;
     let event = d.event.as_ref();
     let event_kind = event.and_then(|e| e.kind.as_deref());
     let category = event.and_then(|e| e.category.as_ref());

@@ -148,7 +148,7 @@ pub fn saturate_u32(v: u64) -> u32 {
 }
 
 /// A string or a number, as some formats write ids and protocol numbers.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum StrOrNum<'a> {
     Num(u64),
@@ -156,7 +156,7 @@ pub enum StrOrNum<'a> {
 }
 
 /// A string or a list of strings (ECS keyword fields may be either).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany<'a> {
     One(#[serde(borrow)] Cow<'a, str>),

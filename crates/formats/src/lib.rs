@@ -121,7 +121,7 @@ impl Format {
             Format::SuricataEve => eve::map(doc, parser, b),
             Format::ZeekConn => zeek::map(doc, parser, b),
             Format::Ocsf => ocsf::map(doc, b),
-            Format::Ecs => ecs::map(doc, b),
+            Format::Ecs => ecs::map(doc, parser, b),
         }
     }
 }
@@ -156,7 +156,7 @@ pub struct Failure {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum JsonParser {
     /// The field-picking scanner (`scan.rs`) first, serde_json for the
-    /// documents it is not sure of (EVE and Zeek conn; OCSF and ECS parse
+    /// documents it is not sure of (EVE, Zeek conn and ECS; OCSF parses
     /// with serde_json).
     #[default]
     ScanFirst,

@@ -31,6 +31,11 @@ pub(crate) enum Want {
     U64,
     /// `Option<&RawValue>`: any value but `null`, as its JSON text.
     Raw,
+    /// `Option<StrOrNum>`: a string without escapes or a plain `u64`.
+    StrOrU64,
+    /// `Option<OneOrMany>`: a string without escapes ([`Picked::Str`]) or an
+    /// array ([`Picked::Raw`], its strings read by [`plain_strings`]).
+    StrOrList,
     /// `Option<Struct>`: an object with its own fields of interest.
     Object(&'static Fields),
 }
@@ -184,6 +189,36 @@ pub(crate) fn pick<'a, const N: usize>(text: &'a str, fields: &Fields) -> Option
     s.object_of_interest(fields, &mut out, 1)?;
     s.skip_whitespace();
     (s.pos == s.bytes.len()).then_some(out)
+}
+
+/// The strings of a JSON array the scanner has checked (a
+/// [`Want::StrOrList`]'s [`Picked::Raw`]): `None` unless every element is a
+/// string without escapes.
+pub(crate) fn plain_strings(array: &str) -> Option<Vec<&str>> {
+    let mut s = Scanner {
+        text: array,
+        bytes: array.as_bytes(),
+        pos: 0,
+    };
+    let mut strings = Vec::new();
+    s.expect(b'[')?;
+    s.skip_whitespace();
+    if s.peek()? == b']' {
+        return Some(strings);
+    }
+    loop {
+        s.expect(b'"')?;
+        strings.push(s.plain_string()?);
+        s.skip_whitespace();
+        match s.peek()? {
+            b',' => {
+                s.pos += 1;
+                s.skip_whitespace();
+            }
+            b']' => return Some(strings),
+            _ => return None,
+        }
+    }
 }
 
 struct Scanner<'a> {
@@ -482,6 +517,30 @@ impl<'a> Scanner<'a> {
                                 self.skip_value(depth)?;
                                 let text = self.text.get(start..self.pos)?;
                                 *out.get_mut(field.slot)? = Picked::Raw(text);
+                            }
+                            Want::StrOrU64 => {
+                                let picked = if self.peek()? == b'"' {
+                                    self.pos += 1;
+                                    Picked::Str(self.plain_string()?)
+                                } else {
+                                    Picked::U64(self.plain_u64()?)
+                                };
+                                *out.get_mut(field.slot)? = picked;
+                            }
+                            Want::StrOrList => {
+                                let picked = match self.peek()? {
+                                    b'"' => {
+                                        self.pos += 1;
+                                        Picked::Str(self.plain_string()?)
+                                    }
+                                    b'[' => {
+                                        let start = self.pos;
+                                        self.skip_value(depth)?;
+                                        Picked::Raw(self.text.get(start..self.pos)?)
+                                    }
+                                    _ => return None,
+                                };
+                                *out.get_mut(field.slot)? = picked;
                             }
                             Want::Object(inner) => {
                                 self.expect(b'{')?;
