@@ -199,7 +199,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
     // without waiting for idle timeouts; the closing events' own windows
     // stay open and publish nothing.
     for partition in 0..args.partitions as i32 {
-        let closing = closing_message(last_event_ms + 180_000);
+        let closing = closing_message(args.format, last_event_ms + 180_000);
         let rec = BaseRecord::to(&topic)
             .partition(partition)
             .key(&[192, 0, 2, 1][..])
@@ -453,21 +453,27 @@ fn drain_merge(settings: &rampart_pipeline::config::Settings) -> anyhow::Result<
     Ok((last.1.duration_since(started).as_secs_f64(), last.0))
 }
 
-/// An `AttackEventBatch` of one event at `time_ms` (TEST-NET source).
-fn closing_message(time_ms: i64) -> Vec<u8> {
+/// One event at `time_ms` (TEST-NET source) in the input's format: an
+/// `AttackEventBatch`, or the JSON format's document (a protobuf message on
+/// a JSON topic is dead-lettered and would close no window).
+fn closing_message(format: rampart_formats::Format, time_ms: i64) -> Vec<u8> {
     use prost::Message as _;
-    rampart_core::proto::v1::AttackEventBatch {
-        events: vec![rampart_core::proto::v1::AttackEvent {
-            time_ms,
-            src_ip: vec![192, 0, 2, 1],
-            dst_ip: vec![192, 0, 2, 2],
-            dst_port: 22,
-            protocol: 6,
-            kind: 1,
-            ..Default::default()
-        }],
+    let event = rampart_core::proto::v1::AttackEvent {
+        time_ms,
+        src_ip: vec![192, 0, 2, 1],
+        dst_ip: vec![192, 0, 2, 2],
+        dst_port: 22,
+        protocol: 6,
+        kind: 1,
+        ..Default::default()
+    };
+    match format.encode(&event) {
+        Some(document) => document.into_bytes(),
+        None => rampart_core::proto::v1::AttackEventBatch {
+            events: vec![event],
+        }
+        .encode_to_vec(),
     }
-    .encode_to_vec()
 }
 
 /// What one drain measured.

@@ -91,3 +91,17 @@ fn throughput_reports_rollups_per_event_for_scattered_and_reduced_output() {
         "reduced: {reduced}, scattered: {scattered}"
     );
 }
+
+/// A JSON input closes its windows too (the closing message is written in
+/// the input's format, not as protobuf, which a JSON topic dead-letters),
+/// and publishes the rollups the same events give as protobuf.
+#[test]
+fn throughput_on_eve_input_publishes_the_rollups_of_protobuf_input() {
+    let _machine = machine_shared();
+    let eve = rollups_per_event(&["--source-spread", "1", "--format", "eve"]);
+    let protobuf = rollups_per_event(&["--source-spread", "1"]);
+    assert!(
+        (eve - protobuf).abs() < 0.02,
+        "eve {eve}, protobuf {protobuf}"
+    );
+}
