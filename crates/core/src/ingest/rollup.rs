@@ -299,11 +299,16 @@ pub(super) fn roll_up<'n>(
             .into_iter()
             .map(|(c, a)| (Dimension::OriginCountry, country_str(c), a)),
     );
-    rows.extend(asn.into_iter().map(|((key, country), a)| {
-        (Dimension::OriginAsn, row_key(key, country, asn_key), a)
-    }));
+    rows.extend(
+        asn.into_iter()
+            .map(|((key, country), a)| (Dimension::OriginAsn, row_key(key, country, asn_key), a)),
+    );
     rows.extend(prefix.into_iter().map(|((key, country), a)| {
-        (Dimension::OriginPrefix, row_key(key, country, prefix_key), a)
+        (
+            Dimension::OriginPrefix,
+            row_key(key, country, prefix_key),
+            a,
+        )
     }));
     rows.extend(
         sector
