@@ -22,7 +22,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use prost::Message;
 use rampart_core::budget::KeyBudget;
 use rampart_core::enrich::{Enricher, Origin, SectorId};
@@ -31,7 +31,8 @@ use rampart_core::merge::Merger;
 use rampart_core::proto::v1::internal::{Partial, PartialBatch};
 use rampart_core::proto::v1::{AttackEvent, AttackEventBatch, Rollup};
 
-/// The binary's allocator (src/main.rs), so the benchmark measures what ships.
+/// The binary's allocator and its setting (src/main.rs), so the benchmark
+/// measures what ships.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -203,4 +204,10 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+fn main() {
+    rampart_pipeline::allocator::keep_freed_pages();
+    benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

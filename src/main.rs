@@ -21,7 +21,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// mimalloc rather than glibc malloc: rampart allocates and frees many small
 /// objects per key (cells, partials, rollups), and with glibc's allocator the
 /// per-key path ran about 3x slower (`cargo bench --bench per_key`, README
-/// "Throughput").
+/// "Throughput"). Its freed pages are kept for reuse
+/// (`rampart_pipeline::allocator`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -96,6 +97,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    rampart_pipeline::allocator::keep_freed_pages();
     let cli = Cli::parse();
     // The live views and tail's output are for people: only warnings interrupt them.
     let default_filter = match cli.command {

@@ -22,6 +22,7 @@
 //! Must not know about: the CLI, terminals, load generation. The per-event
 //! logic lives in `rampart-core`; this crate only moves bytes and state.
 
+pub mod allocator;
 mod checkpoint;
 pub mod config;
 mod consumer_error;
