@@ -202,21 +202,14 @@ pub(crate) fn plain_strings(array: &str) -> Option<Vec<&str>> {
     };
     let mut strings = Vec::new();
     s.expect(b'[')?;
-    s.skip_whitespace();
-    if s.peek()? == b']' {
+    if s.closes_at_once(b']')? {
         return Some(strings);
     }
     loop {
         s.expect(b'"')?;
         strings.push(s.plain_string()?);
-        s.skip_whitespace();
-        match s.peek()? {
-            b',' => {
-                s.pos += 1;
-                s.skip_whitespace();
-            }
-            b']' => return Some(strings),
-            _ => return None,
+        if !s.more(b']')? {
+            return Some(strings);
         }
     }
 }
@@ -246,6 +239,36 @@ fn string_stops(word: u64) -> u64 {
 }
 
 impl<'a> Scanner<'a> {
+    /// Right after a container's opening bracket: whether it is empty
+    /// (`close` follows, consumed).
+    fn closes_at_once(&mut self, close: u8) -> Option<bool> {
+        self.skip_whitespace();
+        if self.peek()? == close {
+            self.pos += 1;
+            return Some(true);
+        }
+        Some(false)
+    }
+
+    /// After a container's element: `true` when `,` and another element
+    /// follow, `false` when `close` ends the container (consumed), `None`
+    /// for anything else.
+    fn more(&mut self, close: u8) -> Option<bool> {
+        self.skip_whitespace();
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                self.skip_whitespace();
+                Some(true)
+            }
+            c if c == close => {
+                self.pos += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -412,9 +435,7 @@ impl<'a> Scanner<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.pos += 1;
+        if self.closes_at_once(b'}')? {
             return Some(());
         }
         loop {
@@ -424,17 +445,8 @@ impl<'a> Scanner<'a> {
             self.expect(b':')?;
             self.skip_whitespace();
             self.skip_value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
     }
@@ -444,24 +456,13 @@ impl<'a> Scanner<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.skip_whitespace();
-        if self.peek()? == b']' {
-            self.pos += 1;
+        if self.closes_at_once(b']')? {
             return Some(());
         }
         loop {
             self.skip_value(depth)?;
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
-                b']' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b']')? {
+                return Some(());
             }
         }
     }
@@ -477,9 +478,7 @@ impl<'a> Scanner<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        self.skip_whitespace();
-        if self.peek()? == b'}' {
-            self.pos += 1;
+        if self.closes_at_once(b'}')? {
             return Some(());
         }
         let mut next = 0;
@@ -552,17 +551,8 @@ impl<'a> Scanner<'a> {
                 }
                 None => self.skip_value(depth)?,
             }
-            self.skip_whitespace();
-            match self.peek()? {
-                b',' => {
-                    self.pos += 1;
-                    self.skip_whitespace();
-                }
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.more(b'}')? {
+                return Some(());
             }
         }
     }
