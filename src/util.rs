@@ -68,6 +68,8 @@ pub fn now_ms() -> i64 {
 }
 
 /// SIGINT and SIGTERM set `flag`; a second signal exits at once (status 130).
+/// Only signals count: a first signal while the process already stops on
+/// its own (a stage failed and set `flag`) lets it finish with its error.
 pub fn install_signal_handlers(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -83,12 +85,14 @@ pub fn install_signal_handlers(flag: Arc<AtomicBool>) -> anyhow::Result<()> {
                 ) else {
                     return;
                 };
+                let mut signalled = false;
                 loop {
                     tokio::select! {
                         _ = term.recv() => {}
                         _ = int.recv() => {}
                     }
-                    if flag.swap(true, Ordering::SeqCst) {
+                    flag.store(true, Ordering::SeqCst);
+                    if std::mem::replace(&mut signalled, true) {
                         eprintln!("second signal: exiting now, without a final checkpoint");
                         std::process::exit(130);
                     }

@@ -210,12 +210,34 @@ pub async fn describe_topics<C: ClientContext + 'static>(
 }
 
 /// Every problem of the existing topics among `specs` (missing topics have none).
+///
+/// A topic another process has just created can be described before the
+/// broker answering knows its configs (seen on a three-node cluster: an
+/// empty `cleanup.policy`, which would refuse a correct topic): while a
+/// config the spec sets comes back empty, it is described again, for up to
+/// 5 s, before it is judged.
 pub async fn check_topics<C: ClientContext + 'static>(
     admin: &AdminClient<C>,
     specs: &[TopicSpec],
 ) -> Result<Vec<TopicProblem>, Error> {
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    let states = describe_topics(admin, &names).await?;
+    let unsettled = |states: &BTreeMap<String, TopicState>| {
+        specs.iter().any(|spec| {
+            states.get(&spec.name).is_some_and(|state| {
+                spec.configs
+                    .keys()
+                    .any(|k| state.configs.get(k).is_none_or(String::is_empty))
+            })
+        })
+    };
+    let mut states = describe_topics(admin, &names).await?;
+    for _ in 0..20 {
+        if !unsettled(&states) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        states = describe_topics(admin, &names).await?;
+    }
     Ok(specs
         .iter()
         .filter_map(|spec| Some(judge(spec, states.get(&spec.name)?)))
