@@ -12,7 +12,11 @@ fn plain_producer_writes_partition_timestamp_key_payload_and_headers_as_given() 
     let bootstrap = broker().bootstrap();
     for compression in Compression::ALL {
         let topic = unique_name("plain");
-        broker().create_topic(&topic, 3).unwrap();
+        // Timestamps of 2020-2023 are past the broker's default 7-day retention: its check
+        // (every 5 min) would delete them between produce and read.
+        broker()
+            .create_topic_with(&topic, 3, &[("retention.ms", "-1")])
+            .unwrap();
         // Timestamps out of order and far apart, partitions not in key order.
         let records: Vec<PlainRecord> = [
             (2, 1_700_000_000_000_i64),
