@@ -263,10 +263,13 @@ fn bench(c: &mut Criterion) {
     );
 }
 
-/// `RAMPART_CORE_PROFILE=<seconds of event time>`: no criterion; runs the
-/// same path from a fresh partition for that long and prints where the time
-/// went (for `perf record`, and to see the cost of window closes apart).
-fn profile(seconds: i64) {
+/// `RAMPART_CORE_PROFILE=<seconds of event time>[:<warm-up seconds>]`: no
+/// criterion; runs the same path from a fresh partition for that long and
+/// prints where the time went (for `perf record`, and to see the cost of
+/// window closes apart). The figures leave out the warm-up's batches: with a
+/// warm-up past the dedup horizon (10 min) they are the steady state, not the
+/// table's growth.
+fn profile(seconds: i64, warm_seconds: i64) {
     let mut enr = enricher();
     let cfg = IngestConfig::default();
     let mut stream = Stream::new();
@@ -282,9 +285,15 @@ fn profile(seconds: i64) {
     );
     let (mut n_partials, mut n_rollups) = (0usize, 0usize);
     let batches = seconds * 1000 / BATCH_SPAN_MS;
+    let warm = (warm_seconds * 1000 / BATCH_SPAN_MS).clamp(0, batches);
     let mut gen_cpu = 0u64;
-    let cpu0 = thread_cpu_ns();
+    let mut cpu0 = thread_cpu_ns();
     for offset in 0..batches {
+        if offset == warm {
+            (t_proc, t_close, t_apply, t_final) = Default::default();
+            (n_partials, n_rollups, gen_cpu) = (0, 0, 0);
+            cpu0 = thread_cpu_ns();
+        }
         let g0 = thread_cpu_ns();
         let payload = stream.batch();
         gen_cpu += thread_cpu_ns() - g0;
@@ -312,11 +321,12 @@ fn profile(seconds: i64) {
     }
     let cpu = thread_cpu_ns() - cpu0 - gen_cpu;
     let total = t_proc + t_close + t_apply + t_final;
-    let events = (batches as usize * BATCH) as f64;
+    let events = ((batches - warm) as usize * BATCH) as f64;
     eprintln!(
-        "{batches} batches: {:.3} M events/s per thread CPU second ({:.3} M/s wall); process_batch {:?}, take_closed {:?} \
+        "{} batches after {warm} warm-up: {:.3} M events/s per thread CPU second ({:.3} M/s wall); process_batch {:?}, take_closed {:?} \
          ({n_partials} partials), merger.apply {:?}, take_final {:?} ({n_rollups} rollups); \
          dedup {:?}; peak resident {} MiB",
+        batches - warm,
         events / (cpu as f64 / 1e9) / 1e6,
         events / total.as_secs_f64() / 1e6,
         t_proc,
@@ -353,11 +363,12 @@ criterion_group!(benches, bench);
 
 fn main() {
     rampart_pipeline::allocator::keep_freed_pages();
-    if let Some(s) = std::env::var("RAMPART_CORE_PROFILE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        profile(s);
+    if let Ok(v) = std::env::var("RAMPART_CORE_PROFILE") {
+        let (run, warm) = v.split_once(':').unwrap_or((&v, "0"));
+        match (run.parse(), warm.parse()) {
+            (Ok(run), Ok(warm)) => profile(run, warm),
+            _ => eprintln!("RAMPART_CORE_PROFILE takes <seconds>[:<warm-up seconds>], not {v:?}"),
+        }
         return;
     }
     benches();

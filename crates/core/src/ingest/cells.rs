@@ -245,9 +245,6 @@ pub(super) struct OriginCell {
     v6_sources: Vec<u64>,
     /// The sources of an `other` cell (many prefixes): a bounded set.
     spread_sources: Option<Box<SourceSet>>,
-    /// Counted into in the current window (a recycled cell starts false and
-    /// is admitted again only within the budget).
-    touched: bool,
 }
 
 impl OriginCell {
@@ -277,7 +274,6 @@ impl OriginCell {
         if let Some(sources) = &mut self.spread_sources {
             sources.clear();
         }
-        self.touched = false;
     }
 
     pub(super) fn sketch(&self, prefix: u64) -> SourceSketch {
@@ -330,6 +326,11 @@ pub(super) struct WindowCells {
     pub(super) origin: Vec<(OriginKey, OriginCell)>,
     sector_ids: FxHashMap<u32, u32>,
     pub(super) sector: Vec<(u32, SectorCell)>,
+    /// One bit per origin cell: counted into in the current window (a
+    /// recycled cell starts clear and is admitted again only within the
+    /// budget). Apart from the cells, so the check of an event's cell does
+    /// not wait for the cell's cache line (`ids` runs one event at a time).
+    touched: Vec<u64>,
     /// Origin cells (not `other`) counted into in this window.
     admitted: usize,
     /// Events of this window counted into an `other` cell because the
@@ -362,6 +363,8 @@ impl WindowCells {
         self.sector_ids.clear();
         self.sector_ids
             .extend(self.sector.iter().enumerate().map(|(i, e)| (e.0, i as u32)));
+        self.touched.clear();
+        self.touched.resize(self.origin.len().div_ceil(64), 0);
         self.admitted = 0;
         self.over_budget_events = 0;
     }
@@ -373,29 +376,21 @@ impl WindowCells {
     #[inline]
     pub fn ids(&mut self, ok: OriginKey, sk: u32, prefix_cells: usize) -> CellIds {
         let o = match self.origin_ids.get(&ok) {
-            Some(&o) => match self.origin.get_mut(o as usize) {
-                Some((_, cell)) if cell.touched => o,
-                Some((_, cell)) if self.admitted < prefix_cells => {
-                    cell.touched = true;
-                    self.admitted += 1;
-                    o
-                }
-                _ => self.other_id(ok.origin),
-            },
-            None if self.admitted < prefix_cells => {
-                let o = self.origin.len() as u32;
-                self.origin_ids.insert(ok, o);
-                self.origin.push((
-                    ok,
-                    OriginCell {
-                        touched: true,
-                        ..OriginCell::default()
-                    },
-                ));
+            Some(&o) if self.is_touched(o) => o,
+            Some(&o) if self.admitted < prefix_cells => {
+                self.touch(o);
                 self.admitted += 1;
                 o
             }
-            None => self.other_id(ok.origin),
+            None if self.admitted < prefix_cells => {
+                let o = self.origin.len() as u32;
+                self.origin_ids.insert(ok, o);
+                self.origin.push((ok, OriginCell::default()));
+                self.touch(o);
+                self.admitted += 1;
+                o
+            }
+            _ => self.other_id(ok.origin),
         };
         let n = self.sector.len() as u32;
         let s = *self.sector_ids.entry(sk).or_insert(n);
@@ -425,10 +420,27 @@ impl WindowCells {
                 },
             ));
         }
-        if let Some((_, cell)) = self.origin.get_mut(o as usize) {
-            cell.touched = true;
-        }
+        self.touch(o);
         o
+    }
+
+    #[inline]
+    fn is_touched(&self, o: u32) -> bool {
+        self.touched
+            .get(o as usize / 64)
+            .is_some_and(|w| w & (1 << (o % 64)) != 0)
+    }
+
+    /// Marks origin cell `o` counted into (growing the bits with the slab).
+    #[inline]
+    fn touch(&mut self, o: u32) {
+        let word = o as usize / 64;
+        if word >= self.touched.len() {
+            self.touched.resize(word + 1, 0);
+        }
+        if let Some(w) = self.touched.get_mut(word) {
+            *w |= 1 << (o % 64);
+        }
     }
 
     /// The two cells at `ids` (from [`WindowCells::ids`]).
