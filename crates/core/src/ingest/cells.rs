@@ -443,6 +443,14 @@ impl WindowCells {
         }
     }
 
+    /// Loads the map entries [`WindowCells::ids`] will read for these keys
+    /// (a touch pass, see [`WindowCells::touch_cells`]).
+    #[inline]
+    pub fn touch_ids(&self, ok: OriginKey, sk: u32) -> u32 {
+        self.origin_ids.get(&ok).copied().unwrap_or(0)
+            ^ self.sector_ids.get(&sk).copied().unwrap_or(0)
+    }
+
     /// The two cells at `ids` (from [`WindowCells::ids`]).
     #[inline]
     pub fn at(&mut self, ids: CellIds) -> Option<(&mut OriginCell, &mut SectorCell)> {
