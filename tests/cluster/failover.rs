@@ -87,7 +87,8 @@ fn bounce(
 /// with its threads' stacks (gdb, when installed) and every log's tail (the
 /// logs die with the workload's directory). A process whose watchdog found a
 /// Kafka call hung past its timeout exits 1 by itself (a restart resolves
-/// it, as for any fatal commit error): that counts as a clean stop here.
+/// it, as for any fatal commit error): that counts as a clean stop here. Any
+/// other failed exit prints the tail of the process's log.
 fn terminate_or_show_logs(fleet: &mut Fleet, name: &str) -> std::process::ExitStatus {
     let log = fleet.live[name].log.clone();
     let status = terminate_within(fleet, name, Duration::from_secs(90));
@@ -100,6 +101,15 @@ fn terminate_or_show_logs(fleet: &mut Fleet, name: &str) -> std::process::ExitSt
             .unexpected_exits
             .push((name.to_owned(), "overdue call".into()));
         return std::process::ExitStatus::default();
+    }
+    if !status.success() {
+        // The caller fails the test; the log goes with the workload's directory.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("[driver] {name} exited {status} on SIGTERM; the last lines of its log:");
+        for l in &lines[lines.len().saturating_sub(60)..] {
+            eprintln!("[{name}] {}", l.chars().take(400).collect::<String>());
+        }
     }
     status
 }
