@@ -13,7 +13,7 @@ use crate::fields::{
     Addr, Builder, OneOrMany, StrOrNum, json_str, kind_of_technique, numeric_rule_id, opt_ip,
     protocol_name, protocol_number, saturate_u32, technique_of_kind,
 };
-use crate::scan::{Field, Fields, Picked, Want};
+use crate::scan::{Fields, Picked, Want, field};
 use crate::time::parse_rfc3339;
 use crate::{JsonEvent, JsonParser, parse_scanned};
 
@@ -125,10 +125,6 @@ mod slot {
     pub(super) const OBSERVER_NAME: usize = 26;
     pub(super) const OBSERVER_HOSTNAME: usize = 27;
     pub(super) const COUNT: usize = 28;
-}
-
-const fn field(key: &'static str, want: Want, slot: usize) -> Field {
-    Field { key, want, slot }
 }
 
 const EVENT: Fields = Fields::new(&[

@@ -13,7 +13,7 @@ use crate::fields::IdPart::{Num, OptNum, Str};
 use crate::fields::{
     Addr, Builder, json_str, opt_ip, protocol_name, protocol_number, saturate_u32,
 };
-use crate::scan::{Field, Fields, Picked, Want};
+use crate::scan::{Fields, Picked, Want, field};
 use crate::time::{format_rfc3339, parse_rfc3339};
 use crate::{JsonEvent, JsonParser, parse_scanned};
 
@@ -92,10 +92,6 @@ mod slot {
     pub(super) const ANOMALY: usize = 20;
     pub(super) const ANOMALY_EVENT: usize = 21;
     pub(super) const COUNT: usize = 22;
-}
-
-const fn field(key: &'static str, want: Want, slot: usize) -> Field {
-    Field { key, want, slot }
 }
 
 const ALERT: Fields = Fields::new(&[

@@ -114,6 +114,11 @@ pub(crate) struct Field {
     pub(crate) slot: usize,
 }
 
+/// A [`Field`] (short, for the formats' field tables).
+pub(crate) const fn field(key: &'static str, want: Want, slot: usize) -> Field {
+    Field { key, want, slot }
+}
+
 /// What the scan found for one field.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Picked<'a> {

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::eve::numeric_id;
 use crate::fields::{Addr, Builder, json_str, opt_ip, protocol_number, saturate_u32};
-use crate::scan::{Field, Fields, Picked, Want};
+use crate::scan::{Fields, Picked, Want, field};
 use crate::time::{parse_decimal, parse_rfc3339};
 use crate::{JsonEvent, JsonParser, parse_scanned};
 
@@ -71,10 +71,6 @@ mod slot {
     pub(super) const RESP_IP_BYTES: usize = 12;
     pub(super) const NODE_NAME: usize = 13;
     pub(super) const COUNT: usize = 14;
-}
-
-const fn field(key: &'static str, want: Want, slot: usize) -> Field {
-    Field { key, want, slot }
 }
 
 /// [`Doc`]'s fields for the scanner, in the order Zeek writes them.
