@@ -4,6 +4,11 @@
 //! Data: a GeoLite2-Country-shaped MMDB with 20k IPv4 networks (/12../24) plus
 //! 2k IPv6 (/32../48), an ASN MMDB with the same shape, and a 2k-entry sector
 //! table (/16../28), all written to a tempdir by `rampart-mmdb`.
+//!
+//! `origin/scattered/*`: sources as scattered as a scanning botnet (1 M random
+//! IPv4 addresses, nearly each in a /24 of its own), answered by the table of
+//! shared /24 origins the ingest uses, or by walking the search trees; and
+//! the table's one-off build.
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -60,6 +65,8 @@ fn random_v6_net(rng: &mut StdRng) -> (IpAddr, u8) {
 }
 
 struct Setup {
+    /// Holds the MMDB files (`country.mmdb`, `asn.mmdb`).
+    dir: tempfile::TempDir,
     enrichment: Enrichment,
     /// (source, destination) pairs, Zipf-skewed.
     batch: Vec<(Vec<u8>, Vec<u8>)>,
@@ -128,7 +135,11 @@ fn setup() -> Setup {
             )
         })
         .collect();
-    Setup { enrichment, batch }
+    Setup {
+        dir,
+        enrichment,
+        batch,
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -172,6 +183,47 @@ fn bench(c: &mut Criterion) {
                 black_box(t.lookup_bytes(dst));
             }
         })
+    });
+    let mut rng = StdRng::seed_from_u64(11);
+    let scattered: Vec<u32> = (0..1_000_000).map(|_| rng.random()).collect();
+    g.throughput(Throughput::Elements(scattered.len() as u64));
+    let table = s.enrichment.origin.prefix24_origins().unwrap();
+    g.bench_function("origin/scattered/table", |b| {
+        b.iter(|| {
+            for &a in &scattered {
+                black_box(table.get(a).and_then(|i| table.origins().get(i as usize)));
+            }
+        })
+    });
+    let mut tree = s.enrichment.origin.clone().with_cache_slots(0);
+    g.bench_function("origin/scattered/tree", |b| {
+        b.iter(|| {
+            for &a in &scattered {
+                black_box(tree.lookup_bytes(&a.to_be_bytes()));
+            }
+        })
+    });
+    let shared = scattered
+        .iter()
+        .filter(|&&a| table.get(a).is_some())
+        .count();
+    eprintln!(
+        "table: {} origins; {shared} of {} scattered sources in a shared /24",
+        table.origins().len(),
+        scattered.len()
+    );
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10);
+    let (cp, ap) = (
+        s.dir.path().join("country.mmdb"),
+        s.dir.path().join("asn.mmdb"),
+    );
+    g.bench_function("origin/prefix24-table-build", |b| {
+        b.iter_batched(
+            || MmdbOrigin::open(Some(&cp), Some(&ap)).unwrap(),
+            |o| o.prefix24_origins(),
+            criterion::BatchSize::PerIteration,
+        )
     });
     g.finish();
     let st = o.stats();

@@ -14,12 +14,14 @@
 //! behind `Arc`, each clone gets its own cache.
 
 pub mod origin;
+mod prefix24;
 pub mod schema;
 pub mod sectors;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rampart_core::enrich::{Enricher, LookupCounts, Origin, SectorId};
+use rampart_core::enrich::{Enricher, LookupCounts, Origin, Prefix24Origins, SectorId};
 
 pub use origin::{MmdbOrigin, OriginStats};
 pub use schema::OriginFields;
@@ -127,6 +129,10 @@ impl Enricher for Enrichment {
 
     fn sector_name(&self, id: SectorId) -> &str {
         self.sectors.name(id)
+    }
+
+    fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
+        self.origin.prefix24_origins()
     }
 
     fn lookup_counts(&self) -> LookupCounts {

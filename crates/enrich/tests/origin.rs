@@ -344,6 +344,83 @@ proptest! {
     }
 }
 
+/// Databases as `build` writes them, IPv4-only (IPv6 networks left out) or
+/// IPv6 without the `::ffff:0:0/96` alias, by `layout` 0, 1, 2.
+fn build_layout(dir: &Path, nets: &[Net], asn_nets: &[Net], layout: u8) -> MmdbOrigin {
+    if layout == 0 {
+        return build(dir, nets, asn_nets);
+    }
+    let writer = |kind: &str| match layout {
+        1 => MmdbWriter::new(kind).ipv4_only(),
+        _ => MmdbWriter::new(kind).ipv4_mapped_alias(false),
+    };
+    let keep = |n: &&Net| layout != 1 || n.addr.is_ipv4();
+    let mut c = writer("GeoLite2-Country");
+    for n in nets.iter().filter(keep) {
+        let iso = std::str::from_utf8(&n.country).unwrap();
+        c.insert_prefix(n.addr, n.len, country_record(iso, iso))
+            .unwrap();
+    }
+    let mut a = writer("GeoLite2-ASN");
+    for n in asn_nets.iter().filter(keep) {
+        a.insert_prefix(n.addr, n.len, asn_record(n.asn, "x"))
+            .unwrap();
+    }
+    let cp = write(dir, "c.mmdb", &c);
+    let ap = write(dir, "a.mmdb", &a);
+    MmdbOrigin::open(Some(&cp), Some(&ap)).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// The table of shared /24 origins answers a /24 only where all 256 of
+    /// its addresses have that answer by brute force, and answers wherever a
+    /// lookup says the whole /24 shares its answer (so the ingest never walks
+    /// a tree for such a /24), in each database layout.
+    #[test]
+    fn the_prefix24_table_answers_as_every_address_of_its_prefix(
+        nets in proptest::collection::vec(arb_net(), 0..40),
+        asn_nets in proptest::collection::vec(arb_net(), 0..40),
+        ips in proptest::collection::vec(arb_ip(), 1..60),
+        layout in 0u8..3,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = build_layout(dir.path(), &nets, &asn_nets, layout);
+        let table = o.prefix24_origins().expect("a table for generated databases");
+        let v4 = |n: &Net| layout != 1 || n.addr.is_ipv4();
+        let nets: Vec<Net> = nets.into_iter().filter(v4).collect();
+        let asn_nets: Vec<Net> = asn_nets.into_iter().filter(v4).collect();
+        let answer = |a: IpAddr| Origin {
+            country: model(&nets, a).map_or(*b"ZZ", |n| n.country),
+            asn: model(&asn_nets, a).map_or(0, |n| n.asn),
+        };
+        let probes = ips
+            .iter()
+            .chain(nets.iter().chain(&asn_nets).map(|n| &n.addr))
+            .filter_map(|a| match a {
+                IpAddr::V4(v4) => Some(u32::from(*v4)),
+                IpAddr::V6(_) => None,
+            })
+            .flat_map(|a| [a, a.wrapping_add(256), a.wrapping_sub(256)])
+            .chain([0, u32::MAX, 0x0a00_0000]);
+        for address in probes {
+            let ip = IpAddr::from(address.to_be_bytes());
+            let (looked_up, shared) = o.lookup_bytes_prefix24(&address.to_be_bytes());
+            match table.get(address) {
+                Some(index) => {
+                    let origin = table.origins().get(index as usize).copied();
+                    for last in 0..=255u32 {
+                        let a = IpAddr::from(((address & !0xff) | last).to_be_bytes());
+                        prop_assert_eq!(origin, Some(answer(a)), "table at {} vs {}", ip, a);
+                    }
+                    prop_assert_eq!(origin, Some(looked_up), "table vs lookup at {}", ip);
+                }
+                None => prop_assert!(!shared, "{}: shared by lookup, not in the table", ip),
+            }
+        }
+    }
+}
+
 fn ip_bytes(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(v4) => v4.octets().to_vec(),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use prost::Message as _;
-use rampart_core::enrich::Enricher;
+use rampart_core::enrich::{Enricher, LookupCounts};
 use rampart_core::event::EventView;
 use rampart_core::ingest::{IngestConfig, MAX_CLOCK_ENTRIES, PartitionIngest, ResumePoint};
 use rampart_core::proto::v1::internal::{Partial, PartialBatch, WindowClosed};
@@ -100,6 +100,9 @@ pub(crate) struct IngestHandler<E: Enricher + Send + 'static> {
     /// The JSON formats' decoder and its event views, reused across messages.
     json: JsonDecoder,
     views: Vec<EventView<'static>>,
+    /// Source lookups the enricher's origin table answered (cumulative; the
+    /// enricher's own counts do not see them).
+    table_lookups: LookupCounts,
 }
 
 impl<E: Enricher + Send + 'static> IngestHandler<E> {
@@ -125,6 +128,7 @@ impl<E: Enricher + Send + 'static> IngestHandler<E> {
             dedup_budget: None,
             json: JsonDecoder::default(),
             views: Vec::new(),
+            table_lookups: LookupCounts::default(),
         }
     }
 
@@ -294,7 +298,9 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
     }
 
     fn revoke(&mut self, partition: i32) {
-        self.partitions.remove(&partition);
+        if let Some(mut part) = self.partitions.remove(&partition) {
+            self.table_lookups += part.state.core.take_table_lookups();
+        }
         self.note_owned();
     }
 
@@ -506,7 +512,12 @@ impl<E: Enricher + Send + 'static> Handler for IngestHandler<E> {
             self.drain_closed(partition, out);
         }
         self.metrics.flush_counts();
-        self.metrics.enrich_lookups(self.enricher.lookup_counts());
+        for part in self.partitions.values_mut() {
+            self.table_lookups += part.state.core.take_table_lookups();
+        }
+        let mut lookups = self.enricher.lookup_counts();
+        lookups += self.table_lookups;
+        self.metrics.enrich_lookups(lookups);
         let replaying = self
             .partitions
             .values()

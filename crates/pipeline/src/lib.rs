@@ -47,6 +47,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use rampart_core::enrich::Prefix24Origins;
 use rampart_enrich::Enrichment;
 use rdkafka::ClientConfig;
 use rdkafka::admin::AdminClient;
@@ -321,6 +322,20 @@ pub fn run(
             cfg.enrich.sectors.as_deref(),
             &cfg.enrich.origin_fields(),
         )?;
+        // Built once here, before the stages start, and shared by them.
+        let started = std::time::Instant::now();
+        let table_bytes = match enricher.origin.prefix24_origins() {
+            Some(table) => {
+                info!(
+                    origins = table.origins().len(),
+                    mib = Prefix24Origins::BYTES >> 20,
+                    ms = started.elapsed().as_millis() as u64,
+                    "built the origin table of every IPv4 /24 that lies in one network of the databases"
+                );
+                Prefix24Origins::BYTES
+            }
+            None => 0,
+        };
         // Threads per input: `processing.ingest_threads`, or one per core up
         // to the input's partitions.
         let threads_of = |partitions: u32| match cfg.processing.ingest_threads {
@@ -335,9 +350,15 @@ pub fn run(
             info!(
                 budget_mib = budget >> 20,
                 queues_mib = queues >> 20,
-                "process memory budget: librdkafka queues first, the rest divided among owned partitions"
+                origin_table_mib = table_bytes >> 20,
+                "process memory budget: librdkafka queues and the origin table first, the rest divided among owned partitions"
             );
-            Arc::new(memory::MemoryShare::new(budget, queues, cells, n_total))
+            Arc::new(memory::MemoryShare::new(
+                budget,
+                queues + table_bytes,
+                cells,
+                n_total,
+            ))
         });
         // Every thread is its own group member; they share one set of
         // counters (all inputs together).

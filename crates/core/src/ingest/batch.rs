@@ -191,6 +191,7 @@ impl PartitionIngest {
             ..BatchStats::default()
         };
         let mut scratch = std::mem::take(&mut self.scratch);
+        self.addresses.use_table(enricher.prefix24_origins());
         self.addresses.touch_all(views);
         self.key_and_fingerprint(views, enricher, &mut scratch, &mut stats);
         self.deduplicate(&mut scratch);

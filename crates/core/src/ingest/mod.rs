@@ -80,7 +80,7 @@ pub use resume::{ResumeError, ResumePoint};
 
 use crate::budget::KeyBudget;
 use crate::dedup::{Dedup, DedupConfig, DedupStats};
-use crate::enrich::{Enricher, SectorId};
+use crate::enrich::{Enricher, LookupCounts, SectorId};
 use crate::event::EventView;
 use crate::fingerprint::{FingerprintSpec, Fingerprinter};
 use crate::proto::v1::internal as pb;
@@ -266,6 +266,13 @@ impl PartitionIngest {
     /// What the key budgets changed so far (cumulative).
     pub fn budget_stats(&self) -> BudgetStats {
         self.budget
+    }
+
+    /// Source lookups the enricher's table of shared /24 origins answered
+    /// since the last call ([`Enricher::prefix24_origins`]; the enricher's
+    /// own [`Enricher::lookup_counts`] does not see them).
+    pub fn take_table_lookups(&mut self) -> LookupCounts {
+        self.addresses.take_table_lookups()
     }
 
     /// Number of windows held open (not yet emitted).

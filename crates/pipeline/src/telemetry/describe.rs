@@ -77,7 +77,7 @@ pub(crate) fn describe_all() {
     describe_counter!(
         "rampart_enrich_lookups_total",
         Unit::Count,
-        "Enrichment lookups by database (country, asn, sector) and result (hit: an answer; miss: unknown), counted per address the ingest resolves (it caches answers per address and prefix), not per event. Misses only: a database of the wrong kind, or an asset table that covers nothing."
+        "Enrichment lookups by database (country, asn, sector) and result (hit: an answer; miss: unknown), counted per source the origin table answers (every IPv4 /24 that lies in one network of the databases: nearly all events) and otherwise per address the ingest resolves (it caches answers per address and prefix). Misses only: a database of the wrong kind, or an asset table that covers nothing."
     );
     describe_gauge!(
         "rampart_memory_dedup_budget_bytes",
