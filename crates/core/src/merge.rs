@@ -24,6 +24,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use rustc_hash::FxHashMap;
+
 use crate::aggregate::{Aggregate, AggregateError};
 use crate::ingest::{ResumeError, metadata_fields};
 use crate::proto::v1::internal as pb;
@@ -183,9 +185,26 @@ impl MergeResumePoint {
 #[derive(Debug)]
 struct OpenEntry {
     agg: Aggregate,
-    first_offset: i64,
     /// Input partitions merged into `agg` (bit `p` of word `p / 64`).
     from: Vec<u64>,
+}
+
+/// The open entries of one window: per dimension, key → entry, and the
+/// offset of the window's first partial (entries leave only with their
+/// window, so the minimum over the window's entries is this).
+#[derive(Debug, Default)]
+struct OpenWindow {
+    first_offset: i64,
+    /// Indexed by dimension number. Hash maps: a partial is one hash and
+    /// probe instead of a B-tree descent comparing strings; the keys are
+    /// sorted once, when the window is final.
+    dimensions: Vec<FxHashMap<String, Box<OpenEntry>>>,
+}
+
+impl OpenWindow {
+    fn entries(&self) -> usize {
+        self.dimensions.iter().map(|d| d.len()).sum()
+    }
 }
 
 impl OpenEntry {
@@ -209,9 +228,9 @@ impl OpenEntry {
 #[derive(Debug)]
 pub struct Merger {
     size_ms: i64,
-    /// Boxed: a B-tree insert shifts its node's values, and an entry is
-    /// ~230 bytes.
-    open: BTreeMap<(i64, i32, String), Box<OpenEntry>>,
+    /// By window start. Entries are boxed: a growing map moves its values,
+    /// and an entry is ~230 bytes.
+    open: BTreeMap<i64, OpenWindow>,
     closed: Vec<Option<i64>>,
     /// Markers applied by this instance (a resumed merger starts without the
     /// ones before its replay offset): partials of a window below a
@@ -256,7 +275,7 @@ impl Merger {
 
     /// Number of (window, dimension, key) entries held open.
     pub fn open_entries(&self) -> usize {
-        self.open.len()
+        self.open.values().map(OpenWindow::entries).sum()
     }
 
     /// Merges one partials message read at `offset`. A malformed batch is
@@ -343,26 +362,37 @@ impl Merger {
             self.stats.partials_after_close += 1;
             return;
         }
-        match self
+        let window = self
             .open
-            .entry((p.window_start_ms, p.dimension, p.key.clone()))
-        {
-            std::collections::btree_map::Entry::Occupied(mut e) => {
-                let e = e.get_mut();
+            .entry(p.window_start_ms)
+            .or_insert_with(|| OpenWindow {
+                first_offset: offset,
+                dimensions: Vec::new(),
+            });
+        let dimension = usize::try_from(p.dimension).unwrap_or(0);
+        if window.dimensions.len() <= dimension {
+            window
+                .dimensions
+                .resize_with(dimension + 1, FxHashMap::default);
+        }
+        let Some(keys) = window.dimensions.get_mut(dimension) else {
+            return;
+        };
+        match keys.get_mut(p.key.as_str()) {
+            Some(e) => {
                 if !e.insert_source(p.input_partition) {
                     self.stats.duplicate_partials += 1;
                     return;
                 }
                 e.agg.merge(&agg);
             }
-            std::collections::btree_map::Entry::Vacant(v) => {
+            None => {
                 let mut e = OpenEntry {
                     agg,
-                    first_offset: offset,
                     from: Vec::new(),
                 };
                 e.insert_source(p.input_partition);
-                v.insert(Box::new(e));
+                keys.insert(p.key.clone(), Box::new(e));
             }
         }
         self.stats.partials += 1;
@@ -388,12 +418,23 @@ impl Merger {
         if self.finalized_before.is_some_and(|f| fb <= f) {
             return 0;
         }
-        let rest = self.open.split_off(&(fb, i32::MIN, String::new()));
+        let rest = self.open.split_off(&fb);
         let done = std::mem::replace(&mut self.open, rest);
         let before = out.len();
-        for ((start, dim, key), e) in done {
-            let d = Dimension::try_from(dim).unwrap_or(Dimension::Unspecified);
-            out.push(e.agg.to_rollup(d, &key, start, self.size_ms));
+        let mut keys: Vec<(String, Box<OpenEntry>)> = Vec::new();
+        for (start, window) in done {
+            for (dim, entries) in window.dimensions.into_iter().enumerate() {
+                let d = i32::try_from(dim)
+                    .ok()
+                    .and_then(|d| Dimension::try_from(d).ok())
+                    .unwrap_or(Dimension::Unspecified);
+                keys.clear();
+                keys.extend(entries);
+                keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                for (key, e) in keys.drain(..) {
+                    out.push(e.agg.to_rollup(d, &key, start, self.size_ms));
+                }
+            }
         }
         self.finalized_before = Some(fb);
         let n = out.len() - before;
@@ -406,7 +447,7 @@ impl Merger {
         let r = self
             .open
             .values()
-            .map(|e| e.first_offset)
+            .map(|w| w.first_offset)
             .min()
             .unwrap_or(self.next_offset);
         MergeResumePoint {
@@ -527,5 +568,79 @@ mod tests {
             MergeResumePoint::from_metadata("garbage"),
             Err(ResumeError::Version)
         );
+    }
+
+    /// Partials arriving in scrambled order (two windows, three dimensions,
+    /// keys out of order, split over messages and input partitions) come out
+    /// final in (window, dimension, key) order, each once with both
+    /// partitions' events; the replay offset is the first partial of the
+    /// oldest open window.
+    #[test]
+    fn final_rollups_come_in_window_dimension_key_order() {
+        let partial =
+            |window: i64, dimension: Dimension, key: &str, input_partition: u32| pb::Partial {
+                dimension: dimension as i32,
+                key: key.to_owned(),
+                window_start_ms: window,
+                aggregate: Some(
+                    Aggregate {
+                        raw_events: 1,
+                        ..Aggregate::default()
+                    }
+                    .to_proto(),
+                ),
+                input_partition,
+            };
+        let dimensions = [
+            Dimension::TargetSector,
+            Dimension::OriginCountry,
+            Dimension::OriginPrefix,
+        ];
+        let keys = ["b", "aa", "c", "a", "ab"];
+        let mut m = Merger::new(60_000);
+        let mut offset = 10;
+        for window in [60_000, 0] {
+            for input_partition in [1, 0] {
+                for dimension in dimensions {
+                    let batch = pb::PartialBatch {
+                        partials: keys
+                            .iter()
+                            .map(|k| partial(window, dimension, k, input_partition))
+                            .collect(),
+                        ..Default::default()
+                    };
+                    m.apply(&batch, offset).unwrap();
+                    offset += 1;
+                }
+            }
+        }
+        assert_eq!(m.open_entries(), 2 * 3 * 5);
+        assert_eq!(m.resume_point().replay_from_offset, 10);
+        let close = |p| pb::PartialBatch {
+            closed: vec![pb::WindowClosed {
+                input_partition: p,
+                input_partitions: 2,
+                closed_before_ms: 60_000,
+                watermark_ms: 60_000,
+            }],
+            ..Default::default()
+        };
+        m.apply(&close(0), offset).unwrap();
+        m.apply(&close(1), offset + 1).unwrap();
+        let mut got = Vec::new();
+        m.take_final(&mut got);
+        // Window 0 (first partial at offset 16) is final; 60 000 stays open.
+        let order: Vec<(i64, i32, &str, u64)> = got
+            .iter()
+            .map(|r| (r.window_start_ms, r.dimension, r.key.as_str(), r.raw_events))
+            .collect();
+        let mut want: Vec<(i64, i32, &str, u64)> = dimensions
+            .iter()
+            .flat_map(|d| keys.iter().map(move |k| (0, *d as i32, *k, 2)))
+            .collect();
+        want.sort();
+        assert_eq!(order, want);
+        assert_eq!(m.open_entries(), 3 * 5);
+        assert_eq!(m.resume_point().replay_from_offset, 10);
     }
 }
