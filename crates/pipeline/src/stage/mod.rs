@@ -154,7 +154,8 @@ pub(crate) const MAX_REWINDS_WITHOUT_PROGRESS: u32 = 5;
 /// displays, tests). Everything else it reports as [`StageEvent`]s.
 #[derive(Debug, Default)]
 pub struct StageCounters {
-    /// Input messages handed to the handler.
+    /// Input messages the handler has processed (and whose output records
+    /// went to the producer).
     pub messages: AtomicU64,
     /// Records handed to the producer.
     pub produced: AtomicU64,
@@ -357,7 +358,6 @@ impl<H: Handler> Stage<H> {
             }
             match polled {
                 Some(Ok(msg)) => {
-                    inner.counters.messages.fetch_add(1, Ordering::Relaxed);
                     if let Err(Refused(reason)) = inner.handler.process(&msg, &mut out) {
                         let error = StageError::Refused {
                             stage: name,
@@ -370,6 +370,9 @@ impl<H: Handler> Stage<H> {
                         return Err(error);
                     }
                     inner.send(&mut out);
+                    // After the work (a closing message closes its window in
+                    // `process`), so a drain timed by it includes the work.
+                    inner.counters.messages.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(Err(e)) => match consumer_error::classify(&e) {
                     ConsumerErrorClass::EndOfPartition(p) => {
