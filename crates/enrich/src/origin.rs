@@ -182,6 +182,16 @@ impl MmdbOrigin {
         }
     }
 
+    /// Without the table of shared /24 origins (`on` false): every caller
+    /// then looks sources up through the readers and caches. Clones share the
+    /// choice.
+    pub fn with_prefix24_table(mut self, on: bool) -> Self {
+        if !on {
+            self.table = Arc::new(OnceLock::from(None));
+        }
+        self
+    }
+
     /// The origin of every IPv4 /24 that lies whole in one network of each
     /// database (built on the first call, 64 MiB shared by all clones; `None`
     /// without databases). Its answers are the lookups' answers

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ipnetwork::IpNetwork;
 use maxminddb::{Reader, geoip2};
@@ -369,6 +370,42 @@ fn build_layout(dir: &Path, nets: &[Net], asn_nets: &[Net], layout: u8) -> MmdbO
     let cp = write(dir, "c.mmdb", &c);
     let ap = write(dir, "a.mmdb", &a);
     MmdbOrigin::open(Some(&cp), Some(&ap)).unwrap()
+}
+
+/// The table is there by default, shared by clones, and left out when asked
+/// (`[enrich] origin_table = false`): lookups answer the same either way.
+#[test]
+fn the_prefix24_table_is_shared_by_clones_and_can_be_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cp, ap) = fixture(dir.path());
+    let with = MmdbOrigin::open(Some(&cp), Some(&ap)).unwrap();
+    let (a, b) = (with.prefix24_origins(), with.clone().prefix24_origins());
+    assert!(a.is_some() && b.is_some_and(|b| Arc::ptr_eq(&b, a.as_ref().unwrap())));
+    let mut without = MmdbOrigin::open(Some(&cp), Some(&ap))
+        .unwrap()
+        .with_prefix24_table(false);
+    assert!(without.prefix24_origins().is_none());
+    assert!(without.clone().prefix24_origins().is_none());
+    let table = a.unwrap();
+    let cn = table.get(u32::from_be_bytes([1, 2, 4, 9]));
+    assert_eq!(
+        cn.and_then(|i| table.origins().get(i as usize)).copied(),
+        Some(without.lookup(ip("1.2.4.9")))
+    );
+    assert_eq!(
+        without.lookup(ip("1.2.4.9")),
+        Origin {
+            country: *b"CN",
+            asn: 4134,
+        }
+    );
+    // 1.2.3.0/24 holds the ASN database's 1.2.3.128/25: split, so not in
+    // the table (its addresses differ: AS4134 below .128, AS2497 above).
+    assert_eq!(table.get(u32::from_be_bytes([1, 2, 3, 9])), None);
+    assert_ne!(
+        without.lookup(ip("1.2.3.9")),
+        without.lookup(ip("1.2.3.200"))
+    );
 }
 
 proptest! {

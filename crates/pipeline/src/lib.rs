@@ -316,12 +316,13 @@ pub fn run(
     let mut threads = Vec::new();
     let mut counters = RunCounters::default();
     if matches!(role, Role::Both | Role::Ingest) {
-        let enricher = Enrichment::open_with(
+        let mut enricher = Enrichment::open_with(
             cfg.enrich.country_db.as_deref(),
             cfg.enrich.asn_db.as_deref(),
             cfg.enrich.sectors.as_deref(),
             &cfg.enrich.origin_fields(),
         )?;
+        enricher.origin = enricher.origin.with_prefix24_table(cfg.enrich.origin_table);
         // Built once here, before the stages start, and shared by them.
         let started = std::time::Instant::now();
         let table_bytes = match enricher.origin.prefix24_origins() {

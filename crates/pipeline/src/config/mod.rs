@@ -267,6 +267,13 @@ mod tests {
         assert_eq!(s.ingest.window.size_ms, 60_000);
         assert_eq!(s.ingest.dedup.budget_bytes, 1 << 30);
         assert_eq!(s.raw.processing.guarantee, Guarantee::ExactlyOnce);
+        assert!(s.raw.enrich.origin_table);
+        let off = load(
+            None,
+            [("RAMPART_ENRICH__ORIGIN_TABLE".into(), "false".into())],
+        )
+        .unwrap();
+        assert!(!off.raw.enrich.origin_table);
     }
 
     #[test]

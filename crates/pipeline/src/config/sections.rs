@@ -233,7 +233,7 @@ impl Default for ValidateSection {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnrichSection {
     /// GeoLite2-Country (or City) shaped MMDB; without it every origin country is `ZZ`.
@@ -248,6 +248,23 @@ pub struct EnrichSection {
     /// Dotted path of the AS number (a number, or text like `AS13335`) in `asn_db`'s records;
     /// default `autonomous_system_number`.
     pub asn_field: Option<String>,
+    /// Build the table of every IPv4 /24's origin from the MMDB files at
+    /// start (64 MiB; one load per event however scattered the sources).
+    /// `false`: every source /24 the ingest has not cached walks the files.
+    pub origin_table: bool,
+}
+
+impl Default for EnrichSection {
+    fn default() -> Self {
+        EnrichSection {
+            country_db: None,
+            asn_db: None,
+            sectors: None,
+            country_field: None,
+            asn_field: None,
+            origin_table: true,
+        }
+    }
 }
 
 impl EnrichSection {
