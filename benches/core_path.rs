@@ -25,11 +25,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
 use prost::Message;
-use rampart_core::enrich::{Enricher, Origin, SectorId};
+use rampart_core::enrich::{Enricher, Origin, Prefix24Origins, SectorId};
 use rampart_core::ingest::{IngestConfig, PartitionIngest};
 use rampart_core::merge::Merger;
 use rampart_core::proto::v1::internal::PartialBatch;
@@ -51,9 +52,21 @@ const T0: i64 = 1_700_000_000_000;
 const PREWARM_S: i64 = 180;
 
 /// In-memory enricher: origin is a function of the /24, sector of the
-/// destination's third octet. Stands in for the MMDB enricher.
+/// destination's third octet. Stands in for the MMDB enricher, with its table
+/// of every /24's origin as `rampart-enrich` builds from MMDB files.
 struct FastEnricher {
     names: Vec<String>,
+    table: Arc<Prefix24Origins>,
+}
+
+const ASNS: u32 = 30_000;
+
+fn origin_of_asn(asn: u32) -> Origin {
+    let c = (mix(asn) % 200) as u8;
+    Origin {
+        country: [b'A' + c / 26 % 26, b'A' + c % 26],
+        asn,
+    }
 }
 
 fn mix(x: u32) -> u32 {
@@ -67,12 +80,7 @@ impl Enricher for FastEnricher {
             [a, b, c, _] => u32::from_be_bytes([0, *a, *b, *c]),
             _ => 0,
         };
-        let asn = mix(p) % 30_000 + 1;
-        let c = (mix(asn) % 200) as u8;
-        Origin {
-            country: [b'A' + c / 26 % 26, b'A' + c % 26],
-            asn,
-        }
+        origin_of_asn(mix(p) % ASNS + 1)
     }
     fn sector(&mut self, dst: &[u8]) -> SectorId {
         SectorId(u16::from(dst.get(2).copied().unwrap_or(0) % 17))
@@ -84,6 +92,9 @@ impl Enricher for FastEnricher {
     }
     fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
         (self.sector(dst), dst.len() == 4)
+    }
+    fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
+        Some(self.table.clone())
     }
     fn sector_name(&self, id: SectorId) -> &str {
         self.names
@@ -178,10 +189,16 @@ impl Stream {
 }
 
 fn enricher() -> FastEnricher {
+    // Origin index `asn - 1`, so a /24's slot (index + 1) is its ASN.
+    let origins = (1..=ASNS).map(origin_of_asn).collect();
+    let slots = (0..Prefix24Origins::PREFIXES as u32)
+        .map(|p| mix(p) % ASNS + 1)
+        .collect();
     FastEnricher {
         names: std::iter::once("unknown".to_owned())
             .chain((1..=16).map(|i| format!("cisa:sector{i:02}")))
             .collect(),
+        table: Arc::new(Prefix24Origins::new(slots, origins).expect("a slot per /24")),
     }
 }
 
