@@ -93,8 +93,8 @@ impl Enricher for FastEnricher {
     fn sector_of_prefix24(&mut self, dst: &[u8]) -> (SectorId, bool) {
         (self.sector(dst), dst.len() == 4)
     }
-    fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
-        Some(self.table.clone())
+    fn prefix24_origins(&self) -> Option<&Arc<Prefix24Origins>> {
+        Some(&self.table)
     }
     fn sector_name(&self, id: SectorId) -> &str {
         self.names

@@ -221,7 +221,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("origin/prefix24-table-build", |b| {
         b.iter_batched(
             || MmdbOrigin::open(Some(&cp), Some(&ap)).unwrap(),
-            |o| o.prefix24_origins(),
+            |o| o.prefix24_origins().cloned(),
             criterion::BatchSize::PerIteration,
         )
     });

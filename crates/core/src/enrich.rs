@@ -187,7 +187,8 @@ pub trait Enricher {
     /// The enricher's table of shared /24 origins, if it has one: its every
     /// value must equal what [`Enricher::origin_of_prefix24`] answers (with
     /// `true`) for every address of that /24. The default has none.
-    fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
+    /// Borrowed, so asking per message costs no reference count.
+    fn prefix24_origins(&self) -> Option<&Arc<Prefix24Origins>> {
         None
     }
     /// "taxonomy:code", e.g. "cisa:energy"; "unknown" for `SectorId::UNKNOWN`.

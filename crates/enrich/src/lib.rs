@@ -131,7 +131,7 @@ impl Enricher for Enrichment {
         self.sectors.name(id)
     }
 
-    fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
+    fn prefix24_origins(&self) -> Option<&Arc<Prefix24Origins>> {
         self.origin.prefix24_origins()
     }
 

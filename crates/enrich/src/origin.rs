@@ -196,7 +196,7 @@ impl MmdbOrigin {
     /// database (built on the first call, 64 MiB shared by all clones; `None`
     /// without databases). Its answers are the lookups' answers
     /// ([`crate::prefix24`]).
-    pub fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
+    pub fn prefix24_origins(&self) -> Option<&Arc<Prefix24Origins>> {
         self.table
             .get_or_init(|| {
                 crate::prefix24::build(
@@ -206,7 +206,7 @@ impl MmdbOrigin {
                 )
                 .map(Arc::new)
             })
-            .clone()
+            .as_ref()
     }
 
     /// Resizes (and clears) the cache: `slots` is rounded up to a power of

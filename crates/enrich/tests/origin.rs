@@ -379,8 +379,9 @@ fn the_prefix24_table_is_shared_by_clones_and_can_be_left_out() {
     let dir = tempfile::tempdir().unwrap();
     let (cp, ap) = fixture(dir.path());
     let with = MmdbOrigin::open(Some(&cp), Some(&ap)).unwrap();
-    let (a, b) = (with.prefix24_origins(), with.clone().prefix24_origins());
-    assert!(a.is_some() && b.is_some_and(|b| Arc::ptr_eq(&b, a.as_ref().unwrap())));
+    let clone = with.clone();
+    let (a, b) = (with.prefix24_origins(), clone.prefix24_origins());
+    assert!(a.is_some() && b.is_some_and(|b| Arc::ptr_eq(b, a.unwrap())));
     let mut without = MmdbOrigin::open(Some(&cp), Some(&ap))
         .unwrap()
         .with_prefix24_table(false);
@@ -423,7 +424,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let mut o = build_layout(dir.path(), &nets, &asn_nets, layout);
-        let table = o.prefix24_origins().expect("a table for generated databases");
+        let table = o.prefix24_origins().cloned().expect("a table for generated databases");
         let v4 = |n: &Net| layout != 1 || n.addr.is_ipv4();
         let nets: Vec<Net> = nets.into_iter().filter(v4).collect();
         let asn_nets: Vec<Net> = asn_nets.into_iter().filter(v4).collect();

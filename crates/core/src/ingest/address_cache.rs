@@ -115,8 +115,8 @@ impl AddressCache {
     /// Takes the enricher's table of shared /24 origins (once per message:
     /// a different table, or none, replaces the one held).
     #[inline]
-    pub(super) fn use_table(&mut self, table: Option<Arc<Prefix24Origins>>) {
-        let same = match (&self.table, &table) {
+    pub(super) fn use_table(&mut self, table: Option<&Arc<Prefix24Origins>>) {
+        let same = match (&self.table, table) {
             (Some(held), Some(new)) => Arc::ptr_eq(held, new),
             (None, None) => true,
             _ => false,
@@ -125,11 +125,11 @@ impl AddressCache {
             // Answers of the table held so far are counted with it.
             self.replaced_lookups = self.take_table_lookups();
             self.table_ids.clear();
-            if let Some(t) = &table {
+            if let Some(t) = table {
                 self.table_ids
                     .resize(t.origins().len(), CachedOrigin::ABSENT);
             }
-            self.table = table;
+            self.table = table.cloned();
         }
     }
 
@@ -320,8 +320,8 @@ mod tests {
         fn sector_name(&self, _: SectorId) -> &str {
             "x"
         }
-        fn prefix24_origins(&self) -> Option<Arc<Prefix24Origins>> {
-            self.table.clone()
+        fn prefix24_origins(&self) -> Option<&Arc<Prefix24Origins>> {
+            self.table.as_ref()
         }
     }
 
