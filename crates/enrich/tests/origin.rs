@@ -267,23 +267,8 @@ fn arb_net() -> impl Strategy<Value = Net> {
 }
 
 fn build(dir: &Path, nets: &[Net], asn_nets: &[Net]) -> MmdbOrigin {
-    let mut c = MmdbWriter::new("GeoLite2-Country");
-    for n in nets {
-        let iso = std::str::from_utf8(&n.country).unwrap();
-        c.insert_prefix(n.addr, n.len, country_record(iso, iso))
-            .unwrap();
-    }
-    let mut a = MmdbWriter::new("GeoLite2-ASN");
-    for n in asn_nets {
-        a.insert_prefix(n.addr, n.len, asn_record(n.asn, "x"))
-            .unwrap();
-    }
-    let cp = write(dir, "c.mmdb", &c);
-    let ap = write(dir, "a.mmdb", &a);
     // A small cache so slots are also evicted and reused.
-    MmdbOrigin::open(Some(&cp), Some(&ap))
-        .unwrap()
-        .with_cache_slots(64)
+    build_layout(dir, nets, asn_nets, 0).with_cache_slots(64)
 }
 
 proptest! {
@@ -345,13 +330,12 @@ proptest! {
     }
 }
 
-/// Databases as `build` writes them, IPv4-only (IPv6 networks left out) or
-/// IPv6 without the `::ffff:0:0/96` alias, by `layout` 0, 1, 2.
+/// The databases of `nets` and `asn_nets`, by `layout`: 0 IPv6 with the
+/// `::ffff:0:0/96` alias (the writer's default), 1 IPv4-only (IPv6 networks
+/// left out), 2 IPv6 without the alias.
 fn build_layout(dir: &Path, nets: &[Net], asn_nets: &[Net], layout: u8) -> MmdbOrigin {
-    if layout == 0 {
-        return build(dir, nets, asn_nets);
-    }
     let writer = |kind: &str| match layout {
+        0 => MmdbWriter::new(kind),
         1 => MmdbWriter::new(kind).ipv4_only(),
         _ => MmdbWriter::new(kind).ipv4_mapped_alias(false),
     };
