@@ -347,6 +347,7 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             // topic keeps each rollup once, for whoever reads it after).
             settings.raw.kafka.merge_group = format!("tp-merge-only-{g}-{run_id}");
             settings.raw.topics.rollups = format!("tp-rollups-merge-only-{g}-{run_id}");
+            settings.raw.processing.merge_threads = 1;
             eprintln!("rampart merge ({g}) re-reading the partials alone...");
             let (merge_s, partials) = drain_merge(&settings)?;
             println!(
@@ -570,10 +571,24 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
     joined?;
     let seconds = result.context("rampart did not drain the topic (stopped or timed out)")?;
-    let rollups = rollups(
-        &counters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    let counters = counters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let rewinds: u64 = [&counters.ingest, &counters.merge]
+        .into_iter()
+        .flatten()
+        .map(|c| c.rewinds.load(Ordering::Relaxed))
+        .sum();
+    anyhow::ensure!(
+        rewinds == 0,
+        "the drain is not a measurement: {rewinds} checkpoint(s) failed and rewound (see the \
+         log above), so its counts include replayed input; run it again"
+    );
+    let rollups = rollups(&counters);
+    anyhow::ensure!(
+        rollups > 0,
+        "rampart published no rollups within {quiet:?} of draining the topic (see the log above)"
     );
     let published_seconds = assigned_at.map_or(seconds, |t| {
         last.1

@@ -64,13 +64,14 @@ fn killed_transaction_output_is_never_read_committed() {
     fleet
         .instance_args
         .insert("mrg".into(), vec!["--role".into(), "merge".into()]);
-    // Long enough that nothing commits before the kill, well below the 60 s
-    // transaction.timeout.ms after which the broker would abort on its own
-    // (rampart refuses an interval over half of it).
-    let long = (
-        "RAMPART_PROCESSING__CHECKPOINT_INTERVAL".to_string(),
-        "30s".to_string(),
-    );
+    // Long enough that nothing commits before the kill (also once caught
+    // up), well below the 60 s transaction.timeout.ms after which the broker
+    // would abort on its own (rampart refuses an interval over half of it).
+    let long = [
+        "RAMPART_PROCESSING__CHECKPOINT_INTERVAL",
+        "RAMPART_PROCESSING__CAUGHT_UP_CHECKPOINT_AFTER",
+    ]
+    .map(|key| (key.to_string(), "30s".to_string()));
     let short = (
         "RAMPART_PROCESSING__CHECKPOINT_INTERVAL".to_string(),
         "300ms".to_string(),
@@ -82,9 +83,14 @@ fn killed_transaction_output_is_never_read_committed() {
         "RAMPART_PROCESSING__INGEST_THREADS".to_string(),
         "1".to_string(),
     );
+    // Likewise for the merge threads.
+    let one_merge_thread = (
+        "RAMPART_PROCESSING__MERGE_THREADS".to_string(),
+        "1".to_string(),
+    );
 
     // 1. Ingest writes partials and dead letters in its first transaction, then dies.
-    fleet.env = vec![long.clone(), one_thread.clone()];
+    fleet.env = [&long[..], &[one_thread.clone()]].concat();
     fleet.start("ing");
     wait_for(&mut fleet, || partials_ru.len() > 0 && dlq_ru.len() > 0);
     assert!(
@@ -111,7 +117,7 @@ fn killed_transaction_output_is_never_read_committed() {
     //    transaction, then dies.
     fleet.env = vec![short.clone(), one_thread];
     fleet.start("ing");
-    fleet.env = vec![long];
+    fleet.env = [&long[..], &[one_merge_thread]].concat();
     fleet.start("mrg");
     wait_for(&mut fleet, || rollups_ru.len() >= 100);
     assert!(partials_rc.len() > 0, "the successor committed no partials");

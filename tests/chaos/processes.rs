@@ -38,7 +38,16 @@ fn sigkill_restart_rebalance_and_zombie_keep_exactly_once() {
     let _machine = machine_alone();
     let started = Instant::now();
     let broker = KafkaBroker::shared();
-    let w = workload(broker, &Spec::chaos());
+    // Output waits for the 1 s interval, as it did before caught-up stages
+    // committed early: it keeps the transactions with output open long
+    // enough for the kills to land in them.
+    let w = workload(
+        broker,
+        &Spec {
+            extra_config: "caught_up_checkpoint_after = \"1s\"\n".into(),
+            ..Spec::chaos()
+        },
+    );
     let truth = w.truth();
     assert!(
         truth.rollups.len() > 1_000,

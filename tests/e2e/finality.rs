@@ -383,9 +383,9 @@ fn partials_partitions_changed_between_runs_are_refused_at_start() {
 }
 
 /// At-least-once: the ingest is killed after producing partials but long
-/// before its first commit (a 60 s checkpoint interval), while the merge holds
-/// windows partitions 0 and 1 have closed and the empty partitions 2 and 3
-/// have not (a 60 s idle timeout). The restarted ingest writes every partial
+/// before its first commit (a 60 s checkpoint interval, also when caught up),
+/// while the merge holds windows partitions 0 and 1 have closed and the
+/// empty partitions 2 and 3 have not (a 60 s idle timeout). The restarted ingest writes every partial
 /// again; the merge must count each once. One ingest thread, so the empty
 /// partitions follow their thread's frontier once idle.
 #[test]
@@ -415,6 +415,7 @@ fn at_least_once_crash_between_produce_and_commit_counts_each_event_once() {
             alo,
             one,
             ("RAMPART_PROCESSING__CHECKPOINT_INTERVAL", "60s"),
+            ("RAMPART_PROCESSING__CAUGHT_UP_CHECKPOINT_AFTER", "60s"),
             ("RAMPART_WINDOW__IDLE_TIMEOUT", "60s"),
         ],
     );

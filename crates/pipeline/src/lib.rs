@@ -199,6 +199,12 @@ fn producer_config(
         // Same key, same partition as Java clients.
         c.set("partitioner", "murmur2_random");
     }
+    if !k.client.contains_key("delivery.report.only.error") {
+        // The stage reads only failed deliveries (`DeliveryCtx`); a report
+        // per delivered record kept the producer's polling thread busy (6 %
+        // of a scattered run's samples at one record per rollup).
+        c.set("delivery.report.only.error", "true");
+    }
     Ok(c)
 }
 
@@ -285,6 +291,7 @@ pub fn run(
     let admin = admin(settings)?;
     topics::prepare_topics(settings, &admin)?;
     let interval = Duration::from_millis(settings.checkpoint_interval_ms as u64);
+    let caught_up_checkpoint = Duration::from_millis(settings.caught_up_checkpoint_ms as u64);
     // Both stages route by the counts and record them in every checkpoint.
     // Input partitions are numbered across the inputs in config order
     // (`Topology`): the markers carry those numbers, the merge waits for all.
@@ -312,6 +319,10 @@ pub fn run(
         topology,
         consumes_partials,
         reset_state: settings.reset_state,
+    };
+    let merge_threads = match role {
+        Role::Both | Role::Merge => cfg.processing.merge_threads_for(partials_partitions),
+        Role::Ingest => 0,
     };
     let mut threads = Vec::new();
     let mut counters = RunCounters::default();
@@ -345,7 +356,7 @@ pub fn run(
         };
         let n_total: usize = inputs.iter().map(|&(_, _, p)| threads_of(p)).sum();
         let memory = settings.memory_budget.map(|budget| {
-            let stage_threads = n_total + usize::from(matches!(role, Role::Both));
+            let stage_threads = n_total + merge_threads;
             let queues = memory::queue_bytes(&cfg.kafka.client, stage_threads);
             let cells = config::parse_bytes(&cfg.keys.memory).unwrap_or(0);
             info!(
@@ -419,6 +430,7 @@ pub fn run(
                         producer: producer_config(settings, &format!("{slot}{i}"), instance)?,
                         guarantee: cfg.processing.guarantee,
                         checkpoint_interval: interval,
+                        caught_up_checkpoint,
                         watched_topics: vec![
                             (topic.to_owned(), partitions),
                             (cfg.topics.partials.clone(), partials_partitions),
@@ -452,32 +464,47 @@ pub fn run(
             "merge",
             &[cfg.topics.partials.as_str()],
         ));
-        let handler = MergeHandler::new(wiring, MergeMetrics::new());
-        let merge_counters = Arc::new(StageCounters::default());
-        let stage = Stage::new(
-            StageSettings {
+        // Every thread is its own member of the merge group, with its own
+        // partials partitions; thread 0 keeps the single-thread ids. The
+        // threads share the domain counters (`MergeMetrics::sibling`).
+        let n = merge_threads.max(1);
+        let first = MergeMetrics::new();
+        let mut metrics: Vec<MergeMetrics> = (1..n).map(|_| first.sibling()).collect();
+        metrics.insert(0, first);
+        let names: Vec<String> = (0..n)
+            .map(|i| match i {
+                0 => "merge".to_owned(),
+                i => format!("merge-{i}"),
+            })
+            .collect();
+        let mut parts = Vec::with_capacity(n);
+        for ((i, slot), metrics) in names.iter().enumerate().zip(metrics) {
+            let stage_settings = StageSettings {
                 name: "merge",
                 input_topic: cfg.topics.partials.clone(),
                 consumer: consumer_config(
                     settings,
                     &cfg.kafka.merge_group,
-                    &group_member(instance, "merge", 0),
+                    &group_member(instance, "merge", i),
                 )?,
-                producer: producer_config(settings, "merge", instance)?,
+                producer: producer_config(settings, slot, instance)?,
                 guarantee: cfg.processing.guarantee,
                 checkpoint_interval: interval,
+                caught_up_checkpoint,
                 watched_topics: inputs
                     .iter()
                     .map(|(input, _, partitions)| (input.topic.clone(), *partitions))
                     .chain([(cfg.topics.partials.clone(), partials_partitions)])
                     .collect(),
-            },
-            handler,
-            merge_counters.clone(),
-            telemetry,
-        )?;
+            };
+            parts.push((stage_settings, MergeHandler::new(wiring.clone(), metrics)));
+        }
+        let merge_counters = Arc::new(StageCounters::default());
+        let built = build_stages(parts, &merge_counters, &telemetry)?;
         counters.merge = Some(merge_counters);
-        threads.push(spawn_stage("merge".into(), stage, shutdown.clone()));
+        for (name, stage) in names.into_iter().zip(built) {
+            threads.push(spawn_stage(name, stage, shutdown.clone()));
+        }
     }
     if let Some(out) = counters_out {
         *out.lock()

@@ -149,6 +149,11 @@ pub(super) fn check(
         &cfg.processing.checkpoint_interval,
         10,
     );
+    let caught_up_checkpoint = dur(
+        "processing.caught_up_checkpoint_after",
+        &cfg.processing.caught_up_checkpoint_after,
+        10,
+    );
     let mut issue = |key: &str, message: String| {
         issues.push(ConfigIssue {
             source: source.to_string(),
@@ -380,6 +385,7 @@ pub(super) fn check(
         idle_timeout_ms: idle,
         memory_budget,
         checkpoint_interval_ms: checkpoint,
+        caught_up_checkpoint_ms: caught_up_checkpoint.min(checkpoint),
         rollups_retention_ms: rollups_retention,
         reset_state: false,
         inputs,
@@ -401,7 +407,8 @@ fn memory_budget(cfg: &Config, issue: &mut impl FnMut(&str, String)) -> Option<u
             return None;
         }
     };
-    let threads = cfg.processing.threads() + 1;
+    let partials = u32::try_from(cfg.topics.partials_partitions).unwrap_or(1);
+    let threads = cfg.processing.threads() + cfg.processing.merge_threads_for(partials);
     let queues = crate::memory::queue_bytes(&cfg.kafka.client, threads);
     let cells = parse_bytes(&cfg.keys.memory).unwrap_or(0);
     let least = crate::memory::minimum_budget(queues, cells);

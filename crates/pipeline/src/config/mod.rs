@@ -75,6 +75,8 @@ pub struct Settings {
     /// `processing.memory_budget` in bytes, if set.
     pub memory_budget: Option<usize>,
     pub checkpoint_interval_ms: i64,
+    /// `processing.caught_up_checkpoint_after`, at most the interval.
+    pub caught_up_checkpoint_ms: i64,
     /// `topics.rollups_retention` in milliseconds.
     pub rollups_retention_ms: i64,
     /// `rampart run --reset-state` (not a file setting): a partition whose
@@ -262,6 +264,33 @@ mod tests {
     }
 
     #[test]
+    fn a_caught_up_checkpoint_comes_at_most_one_interval_after_the_last() {
+        assert_eq!(load(None, []).unwrap().caught_up_checkpoint_ms, 100);
+        let f = write("[processing]\ncheckpoint_interval = \"50ms\"\n");
+        assert_eq!(
+            load(Some(f.path()), []).unwrap().caught_up_checkpoint_ms,
+            50
+        );
+        let f = write("[processing]\ncaught_up_checkpoint_after = \"1ms\"\n");
+        let err = load(Some(f.path()), []).unwrap_err().to_string();
+        assert!(
+            err.contains("processing.caught_up_checkpoint_after"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn merge_threads_default_to_the_cores_up_to_the_partials_partitions() {
+        let s = load(None, []).unwrap().raw.processing;
+        assert_eq!(s.merge_threads_for(1), 1);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(s.merge_threads_for(64), cores.min(64));
+        let f = write("[processing]\nmerge_threads = 3\n");
+        let s = load(Some(f.path()), []).unwrap().raw.processing;
+        assert_eq!(s.merge_threads_for(1), 3);
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let s = load(None, []).unwrap();
         assert_eq!(s.ingest.window.size_ms, 60_000);
@@ -311,7 +340,9 @@ mod tests {
             Some(2 << 30)
         );
         // Three stage threads' queues alone are 3 x 288 MiB.
-        let f = write("[processing]\ningest_threads = 2\nmemory_budget = \"800MiB\"\n");
+        let f = write(
+            "[processing]\ningest_threads = 2\nmerge_threads = 1\nmemory_budget = \"800MiB\"\n",
+        );
         let err = load(Some(f.path()), []).unwrap_err();
         assert!(
             err.to_string().contains("processing.memory_budget"),

@@ -285,6 +285,10 @@ pub struct ProcessingSection {
     pub guarantee: Guarantee,
     /// How often outputs and offsets are committed (default 1s).
     pub checkpoint_interval: String,
+    /// A stage with output pending and nothing left to read checkpoints this
+    /// long after its last checkpoint instead of at the next interval
+    /// (default 100ms; `checkpoint_interval` or more: only the interval).
+    pub caught_up_checkpoint_after: String,
     /// Prefix of transactional ids; each stage instance appends role and a
     /// stable instance id (default `rampart`).
     pub transactional_id_prefix: String,
@@ -292,6 +296,10 @@ pub struct ProcessingSection {
     /// with its own partitions (0 = one per CPU core, at most one per input
     /// partition).
     pub ingest_threads: usize,
+    /// Merge threads in this process, each its own consumer-group member
+    /// with its own partials partitions (0 = one per CPU core, at most one
+    /// per partials partition).
+    pub merge_threads: usize,
     /// Memory of the whole process, divided among the input partitions it
     /// owns (each gets `keys.memory` for cells, the rest of its share for
     /// dedup, replacing `dedup.budget`), after librdkafka's queues. Empty
@@ -307,6 +315,17 @@ impl ProcessingSection {
             n => n,
         }
     }
+
+    /// Merge threads `merge_threads` asks for with `partials_partitions`
+    /// partials partitions (0: one per core, at most one per partition).
+    pub fn merge_threads_for(&self, partials_partitions: u32) -> usize {
+        match self.merge_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(partials_partitions.max(1) as usize),
+            n => n,
+        }
+    }
 }
 
 impl Default for ProcessingSection {
@@ -314,8 +333,10 @@ impl Default for ProcessingSection {
         ProcessingSection {
             guarantee: Guarantee::ExactlyOnce,
             checkpoint_interval: "1s".into(),
+            caught_up_checkpoint_after: "100ms".into(),
             transactional_id_prefix: "rampart".into(),
             ingest_threads: 0,
+            merge_threads: 0,
             memory_budget: String::new(),
         }
     }

@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
@@ -59,6 +59,26 @@ impl ProducerContext for DeliveryCtx {
 }
 
 pub(super) type StageProducer = ThreadedProducer<DeliveryCtx>;
+
+/// Flushes `producer`: returns once every message handed to it is delivered
+/// (or failed) and its report served, or fails after `timeout`.
+///
+/// Call it before rdkafka's own `flush` and `commit_transaction` (which
+/// flushes first): those wait in polls of up to 100 ms that race the
+/// `ThreadedProducer`'s polling thread for the delivery reports and nearly
+/// always lose: a checkpoint with output in flight blocked its stage thread
+/// for the delivery rounded up to 100 ms. Polled here in 1 ms steps, rdkafka's
+/// flush then finds nothing to wait for.
+pub(super) fn flush_promptly(producer: &StageProducer, timeout: Duration) -> KafkaResult<()> {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 {
+        if Instant::now() >= deadline {
+            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+        }
+        producer.poll(Duration::from_millis(1));
+    }
+    Ok(())
+}
 
 impl<H: Handler> Inner<H> {
     /// Commits outputs and offsets. On failure the partitions must be rewound.
@@ -148,6 +168,7 @@ impl<H: Handler> Inner<H> {
                 .send_offsets_to_transaction(tpl, &gm, timeout)?;
         }
         let _overdue = overdue::guard(stage, "commit_transaction", timeout);
+        flush_promptly(&self.producer, timeout)?;
         self.producer.commit_transaction(timeout)?;
         self.producer.begin_transaction()
     }
@@ -158,6 +179,7 @@ impl<H: Handler> Inner<H> {
         tpl: &TopicPartitionList,
         timeout: Duration,
     ) -> KafkaResult<()> {
+        flush_promptly(&self.producer, timeout)?;
         self.producer.flush(timeout)?;
         let failed = self
             .producer
@@ -216,6 +238,7 @@ impl<H: Handler> Inner<H> {
             // The stage stops; its successor starts from the committed state.
             return;
         }
+        self.counters.rewinds.fetch_add(1, Ordering::Relaxed);
         if self.settings.guarantee == Guarantee::ExactlyOnce {
             let timeout = Duration::from_secs(60);
             let _overdue = overdue::guard(self.settings.name, "abort_transaction", timeout);

@@ -131,6 +131,12 @@ pub(crate) struct StageSettings {
     pub producer: ClientConfig,
     pub guarantee: Guarantee,
     pub checkpoint_interval: Duration,
+    /// With output pending and nothing to read, the stage checkpoints this
+    /// long after its last checkpoint (at most `checkpoint_interval`): a
+    /// window's partials and rollups reach their read_committed readers
+    /// without waiting out the interval twice, while under load (always
+    /// something to read) the interval alone decides.
+    pub caught_up_checkpoint: Duration,
     /// Topics whose partition count the stage was built with (its input,
     /// and the partials topic it routes to or reads): checked every
     /// [`TOPOLOGY_CHECK_INTERVAL`]; a change stops the stage.
@@ -161,6 +167,9 @@ pub struct StageCounters {
     pub produced: AtomicU64,
     /// Input partitions assigned now.
     pub assigned: AtomicU64,
+    /// Rewinds to the last committed checkpoint (after a failed checkpoint
+    /// or produce): `messages` then counts the replayed input again.
+    pub rewinds: AtomicU64,
 }
 
 struct Inner<H: Handler> {
@@ -345,13 +354,28 @@ impl<H: Handler> Stage<H> {
             .subscribe(&[topic.as_str()])
             .map_err(StageError::Setup)?;
         let interval = lock(&self.inner).settings.checkpoint_interval;
+        let caught_up_gap = lock(&self.inner)
+            .settings
+            .caught_up_checkpoint
+            .min(interval);
         let mut next_checkpoint = Instant::now() + interval;
         let mut next_tick = Instant::now();
         let mut next_topology_check = Instant::now() + TOPOLOGY_CHECK_INTERVAL;
         let mut out = Vec::new();
         info!(stage = name, "stage started");
+        let mut last_checkpoint = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
             let polled = self.consumer.poll(Duration::from_millis(50));
+            // Nothing more to read for now: output need not wait for the
+            // interval (`StageSettings::caught_up_checkpoint`).
+            let caught_up = match &polled {
+                None => true,
+                Some(Err(e)) => matches!(
+                    consumer_error::classify(e),
+                    ConsumerErrorClass::EndOfPartition(_)
+                ),
+                Some(Ok(_)) => false,
+            };
             let mut inner = lock(&self.inner);
             if let Some(e) = inner.fatal.take() {
                 return Err(e);
@@ -413,9 +437,11 @@ impl<H: Handler> Stage<H> {
                 inner.send(&mut out);
                 next_tick = now + Duration::from_millis(100);
             }
-            if now >= next_checkpoint {
+            let early = caught_up && inner.dirty && now >= last_checkpoint + caught_up_gap;
+            if now >= next_checkpoint || early {
                 inner.checkpoint(&self.consumer);
                 next_checkpoint = now + interval;
+                last_checkpoint = now;
             }
             if now >= next_topology_check {
                 if let Some((topic, built, now)) =
@@ -457,7 +483,8 @@ impl<H: Handler> Stage<H> {
                 // Nothing is pending after the last checkpoint; end the empty transaction.
                 let _ = inner.producer.abort_transaction(Duration::from_secs(10));
             } else {
-                let _ = inner.producer.flush(Duration::from_secs(30));
+                let _ = commit::flush_promptly(&inner.producer, Duration::from_secs(30))
+                    .and_then(|()| inner.producer.flush(Duration::from_secs(30)));
             }
         }
         // librdkafka sends the LeaveGroup once the unassignment has completed

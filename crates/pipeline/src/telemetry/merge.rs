@@ -2,7 +2,7 @@
 //! published, window close latency, malformed partials, and the attack
 //! counters of [`super::domain`].
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use metrics::{Counter, Histogram, counter, histogram};
 use rampart_core::proto::v1::{Dimension, Rollup};
@@ -26,12 +26,15 @@ pub(crate) struct MergeMetrics {
     partials_after_final: Counter,
     windows: Counter,
     close_latency: Histogram,
-    domain: Domain,
+    /// One per process: every merge thread ranks countries in the same
+    /// [`Domain`], so the label bound holds however many threads there are.
+    domain: Arc<Mutex<Domain>>,
     gauges: Arc<HandlerGauges>,
 }
 
 impl MergeMetrics {
-    /// Registers the merge stage's handles, [`TOP_COUNTRIES`] country labels.
+    /// Registers the handles of a process's first merge thread,
+    /// [`TOP_COUNTRIES`] country labels; [`Self::sibling`] gives the others.
     pub(crate) fn new() -> Self {
         const S: &str = "merge";
         let rollups = [
@@ -61,8 +64,17 @@ impl MergeMetrics {
             partials_after_final: counter!("rampart_merge_partials_dropped_total", "reason" => "after_final"),
             windows: counter!("rampart_windows_closed_total"),
             close_latency: histogram!(WINDOW_CLOSE_LATENCY),
-            domain: Domain::new(TOP_COUNTRIES),
+            domain: Arc::new(Mutex::new(Domain::new(TOP_COUNTRIES))),
             gauges: HandlerGauges::register(S),
+        }
+    }
+
+    /// The metrics of another merge thread of the same process: its own
+    /// gauges, the same domain counters.
+    pub(crate) fn sibling(&self) -> Self {
+        MergeMetrics {
+            domain: self.domain.clone(),
+            ..MergeMetrics::new()
         }
     }
 
@@ -98,7 +110,10 @@ impl MergeMetrics {
                 c.increment(1);
             }
         }
-        self.domain.rollups(rollups);
+        self.domain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .rollups(rollups);
         self.windows.increment(windows);
         self.sent_events.increment(rollups.len() as u64);
         self.sent_bytes.increment(payload_bytes as u64);
