@@ -90,7 +90,7 @@ fn killed_transaction_output_is_never_read_committed() {
     );
 
     // 1. Ingest writes partials and dead letters in its first transaction, then dies.
-    fleet.env = [&long[..], &[one_thread.clone()]].concat();
+    fleet.env = [&long[..], std::slice::from_ref(&one_thread)].concat();
     fleet.start("ing");
     wait_for(&mut fleet, || partials_ru.len() > 0 && dlq_ru.len() > 0);
     assert!(
