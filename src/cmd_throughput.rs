@@ -340,6 +340,15 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             rss_growth as f64 / MIB,
             rss_growth as f64 / MIB / f64::from(args.partitions.max(1)),
         );
+        if drained.handed_over > 0 {
+            eprintln!(
+                "rampart ({name}): a rebalance moved {} partition(s) while draining (a stage \
+                 thread joined its group after the first took every partition; on a broker with \
+                 group.initial.rebalance.delay.ms = 0 that happens at random): this run includes \
+                 a 1-2 s handover",
+                drained.handed_over
+            );
+        }
         results.push((g, threads, eps, rollups_per_s, rollups_per_event));
         if results.len() == 1 {
             // The merge alone: a fresh merge group re-reads the partials just
@@ -489,6 +498,10 @@ struct Drained {
     /// From partition assignment until the last rollup was handed to the
     /// producer: input drained and every window published.
     published_seconds: f64,
+    /// Partitions a rebalance moved while draining (a stage thread that
+    /// joined its group late: the first member took every partition and
+    /// handed some over, 1–2 s in which they waited).
+    handed_over: u64,
     /// How much this process's resident memory grew while the ingest drained
     /// (peak, sampled every 100 ms).
     rss_growth: u64,
@@ -565,6 +578,17 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Before stopping, which revokes every partition.
+    let handed_over: u64 = {
+        let c = counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        [&c.ingest, &c.merge]
+            .into_iter()
+            .flatten()
+            .map(|c| c.revoked.load(Ordering::Relaxed))
+            .sum()
+    };
     shutdown.store(true, Ordering::Relaxed);
     let joined = handle
         .join()
@@ -600,6 +624,7 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
         seconds,
         rollups,
         published_seconds,
+        handed_over,
         rss_growth: rss_peak.saturating_sub(rss_before),
     })
 }

@@ -167,6 +167,9 @@ pub struct StageCounters {
     pub produced: AtomicU64,
     /// Input partitions assigned now.
     pub assigned: AtomicU64,
+    /// Partitions revoked since the start (handed over in a rebalance, lost,
+    /// or given up on stopping).
+    pub revoked: AtomicU64,
     /// Rewinds to the last committed checkpoint (after a failed checkpoint
     /// or produce): `messages` then counts the replayed input again.
     pub rewinds: AtomicU64,

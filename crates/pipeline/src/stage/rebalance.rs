@@ -103,6 +103,7 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                 }
                 let count = tpl.count() as u64;
                 inner.counters.assigned.fetch_sub(count, Ordering::Relaxed);
+                inner.counters.revoked.fetch_add(count, Ordering::Relaxed);
                 inner
                     .observer
                     .observe(StageEvent::PartitionsRevoked { count });
