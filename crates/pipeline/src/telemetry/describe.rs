@@ -137,12 +137,12 @@ pub(crate) fn describe_all() {
     describe_histogram!(
         WINDOW_CLOSE_LATENCY,
         Unit::Seconds,
-        "Per window: from the moment it became closable (the Kafka timestamp of the partials message carrying the last input partition's window-close marker, written when that partition's watermark passed window end + allowed lateness) to its final rollups being handed to the producer (the transaction commit follows within processing.checkpoint_interval)."
+        "Per window and partials partition holding keys of it: from the moment it became closable (the Kafka timestamp of the partials message carrying the last input partition's window-close marker, written when that partition's watermark passed window end + allowed lateness) to its final rollups being handed to the producer (the transaction commit follows within processing.caught_up_checkpoint_after, at most processing.checkpoint_interval)."
     );
     describe_counter!(
         "rampart_windows_closed_total",
         Unit::Count,
-        "Windows made final by the merge stage."
+        "Windows made final by the merge stage, counted once per partials partition holding keys of the window (a window with keys in every partition counts topics.partials_partitions times)."
     );
     describe_counter!(
         "rampart_rollups_published_total",
