@@ -25,6 +25,18 @@ fn members(bootstrap: &str, group: &str) -> Vec<String> {
         .collect()
 }
 
+/// Members still listed in `group` once it lists none or `limit` has passed.
+fn members_after(bootstrap: &str, group: &str, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = members(bootstrap, group);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Time from now until `fleet`'s instance `name` logs an assignment of
 /// partitions to its stage `stage`, or `None` after `limit`.
 fn until_assigned(fleet: &Fleet, name: &str, stage: &str, limit: Duration) -> Option<Duration> {
@@ -57,6 +69,10 @@ fn a_killed_instance_restarted_takes_its_partitions_back_at_once_and_a_clean_sto
     );
     let input = produce_paced(&w, Duration::from_secs(20));
     let mut fleet = Fleet::new(&w);
+    // Two merge threads: two members of one group stop (and leave) at once.
+    fleet
+        .env
+        .push(("RAMPART_PROCESSING__MERGE_THREADS".into(), "2".into()));
     fleet.start("s");
     let first = until_assigned(&fleet, "s", "ingest", Duration::from_secs(60));
     assert!(first.is_some(), "{}", fleet.log_tails(30));
@@ -82,13 +98,46 @@ fn a_killed_instance_restarted_takes_its_partitions_back_at_once_and_a_clean_sto
     let status = fleet.terminate("s");
     assert!(status.success(), "{status}");
     // A static member that did not leave would stay listed for 10 s.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    let mut left = members(&w.bootstrap, &w.topics.ingest_group);
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        left = members(&w.bootstrap, &w.topics.ingest_group);
+    for group in [&w.topics.ingest_group, &w.topics.merge_group] {
+        let left = members_after(&w.bootstrap, group, Duration::from_secs(3));
+        assert!(left.is_empty(), "{group}: members left behind: {left:?}");
     }
-    assert!(left.is_empty(), "members left behind: {left:?}");
-    assert!(members(&w.bootstrap, &w.topics.merge_group).is_empty());
     input.join().unwrap();
+}
+
+/// librdkafka leaves only a group it has joined: a stage stopped while its
+/// first join is in flight waits for it, then leaves.
+#[test]
+fn a_stop_during_the_first_join_still_leaves_the_group() {
+    let _machine = machine_shared();
+    let w = workload(
+        broker(),
+        &Spec {
+            events: 1_000,
+            partitions: 2,
+            ..Spec::default()
+        },
+    );
+    let mut fleet = Fleet::new(&w);
+    fleet
+        .env
+        .push(("RAMPART_PROCESSING__MERGE_THREADS".into(), "2".into()));
+    fleet.start("s");
+    let log = fleet.live["s"].log.clone();
+    let subscribed = || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines()
+            .any(|l| l.contains("stage started") && l.contains("stage=\"merge\""))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !subscribed() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(subscribed(), "{}", fleet.log_tails(30));
+    let status = fleet.terminate("s");
+    assert!(status.success(), "{status}\n{}", fleet.log_tails(30));
+    for group in [&w.topics.ingest_group, &w.topics.merge_group] {
+        let left = members_after(&w.bootstrap, group, Duration::from_secs(3));
+        assert!(left.is_empty(), "{group}: members left behind: {left:?}");
+    }
 }

@@ -45,10 +45,12 @@
 //! and producing; `rebalance` the consumer context (assign, revoke, lost
 //! partitions); `commit` checkpoints, aborts and rewinds, and what their
 //! errors mean; `overdue` the watchdog of calls that outlive their timeout;
-//! `error` the [`StageError`]s that stop a stage.
+//! `member` leaving the group on a clean stop; `error` the [`StageError`]s
+//! that stop a stage.
 
 mod commit;
 mod error;
+mod member;
 mod overdue;
 mod rebalance;
 
@@ -142,10 +144,6 @@ pub(crate) struct StageSettings {
     /// [`TOPOLOGY_CHECK_INTERVAL`]; a change stops the stage.
     pub watched_topics: Vec<(String, u32)>,
 }
-
-/// Time a stopping stage gives librdkafka, after its partitions were
-/// revoked, to send the group its LeaveGroup before the consumer closes.
-const LEAVE_GRACE: Duration = Duration::from_millis(100);
 
 /// How often a running stage compares its topics' partition counts with
 /// those it was built with.
@@ -473,13 +471,19 @@ impl<H: Handler> Stage<H> {
                 return Err(e);
             }
         }
+        // librdkafka leaves only a group it has joined (`member`).
+        if !member::await_join(&self.consumer) {
+            warn!(
+                stage = name,
+                "stopping before the group join finished: this member may stay listed until session.timeout.ms"
+            );
+        }
         // Leaving the group revokes our partitions (the callback checkpoints again, a no-op now).
         self.consumer.unsubscribe();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline && self.counters.assigned.load(Ordering::Relaxed) > 0 {
             let _ = self.consumer.poll(Duration::from_millis(50));
         }
-        let revoked = Instant::now();
         {
             let inner = lock(&self.inner);
             if inner.settings.guarantee == Guarantee::ExactlyOnce {
@@ -490,11 +494,11 @@ impl<H: Handler> Stage<H> {
                     .and_then(|()| inner.producer.flush(Duration::from_secs(30)));
             }
         }
-        // librdkafka sends the LeaveGroup once the unassignment has completed
-        // in its own threads; a static member closed before that never
-        // leaves, and its partitions would wait out session.timeout.ms.
-        while revoked.elapsed() < LEAVE_GRACE {
-            let _ = self.consumer.poll(Duration::from_millis(10));
+        if !member::await_leave(&self.consumer) {
+            warn!(
+                stage = name,
+                "no LeaveGroup sent: this member may stay listed until session.timeout.ms"
+            );
         }
         info!(stage = name, "stage stopped");
         Ok(())
