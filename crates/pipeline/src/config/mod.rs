@@ -280,11 +280,8 @@ mod tests {
     }
 
     #[test]
-    fn merge_threads_default_to_one_and_zero_means_the_cores_up_to_the_partials_partitions() {
+    fn merge_threads_default_to_the_cores_up_to_the_partials_partitions() {
         let s = load(None, []).unwrap().raw.processing;
-        assert_eq!(s.merge_threads_for(64), 1);
-        let f = write("[processing]\nmerge_threads = 0\n");
-        let s = load(Some(f.path()), []).unwrap().raw.processing;
         assert_eq!(s.merge_threads_for(1), 1);
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         assert_eq!(s.merge_threads_for(64), cores.min(64));

@@ -297,8 +297,8 @@ pub struct ProcessingSection {
     /// partition).
     pub ingest_threads: usize,
     /// Merge threads in this process, each its own consumer-group member
-    /// with its own partials partitions (default 1; 0 = one per CPU core, at
-    /// most one per partials partition).
+    /// with its own partials partitions (0 = one per CPU core, at most one
+    /// per partials partition).
     pub merge_threads: usize,
     /// Memory of the whole process, divided among the input partitions it
     /// owns (each gets `keys.memory` for cells, the rest of its share for
@@ -336,7 +336,7 @@ impl Default for ProcessingSection {
             caught_up_checkpoint_after: "100ms".into(),
             transactional_id_prefix: "rampart".into(),
             ingest_threads: 0,
-            merge_threads: 1,
+            merge_threads: 0,
             memory_budget: String::new(),
         }
     }
