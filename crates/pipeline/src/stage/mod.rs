@@ -367,16 +367,10 @@ impl<H: Handler> Stage<H> {
         let mut last_checkpoint = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
             let polled = self.consumer.poll(Duration::from_millis(50));
-            // Nothing more to read for now: output need not wait for the
-            // interval (`StageSettings::caught_up_checkpoint`).
-            let caught_up = match &polled {
-                None => true,
-                Some(Err(e)) => matches!(
-                    consumer_error::classify(e),
-                    ConsumerErrorClass::EndOfPartition(_)
-                ),
-                Some(Ok(_)) => false,
-            };
+            // Nothing more to read for now (no message, or a partition's
+            // end): output need not wait for the interval
+            // (`StageSettings::caught_up_checkpoint`).
+            let mut caught_up = false;
             let mut inner = lock(&self.inner);
             if let Some(e) = inner.fatal.take() {
                 return Err(e);
@@ -401,6 +395,7 @@ impl<H: Handler> Stage<H> {
                 }
                 Some(Err(e)) => match consumer_error::classify(&e) {
                     ConsumerErrorClass::EndOfPartition(p) => {
+                        caught_up = true;
                         let topic = inner.settings.input_topic.clone();
                         let consumer = &self.consumer;
                         let mut start_offset = || {
@@ -430,7 +425,7 @@ impl<H: Handler> Stage<H> {
                     }
                     ConsumerErrorClass::Fatal => return Err(StageError::Fatal(e)),
                 },
-                None => {}
+                None => caught_up = true,
             }
             let now = Instant::now();
             if now >= next_tick {
