@@ -267,6 +267,23 @@ fn prometheus_scrapes_rampart_and_sees_the_ground_truth() {
         );
     }
     assert!(scalar(&prom, "sum(rampart_checkpoint_commits_total)").unwrap() >= 1.0);
+    // Every stage commits, and each commit is timed.
+    for stage in ["ingest", "merge"] {
+        let timed = scalar(
+            &prom,
+            &format!("sum(rampart_checkpoint_duration_seconds_count{{stage=\"{stage}\"}})"),
+        );
+        assert!(
+            timed.is_some_and(|n| n >= 1.0),
+            "{stage}: {timed:?} checkpoints timed"
+        );
+    }
+    let buckets = query(&prom, "rampart_checkpoint_duration_seconds_bucket").unwrap();
+    assert!(
+        buckets.len() >= 2 * 16,
+        "checkpoint duration buckets: {}",
+        buckets.len()
+    );
     assert!(scalar(&prom, "sum(rampart_dedup_entries)").unwrap() > 0.0);
     assert!(scalar(&prom, "sum(rampart_process_resident_memory_bytes)").unwrap() > 1e6);
     // Enrichment lookups: every database answers; misses exactly when the

@@ -20,8 +20,9 @@ pub(crate) enum StageEvent<'a> {
     PartitionsAssigned { count: u64 },
     /// `count` input partitions were taken from this member.
     PartitionsRevoked { count: u64 },
-    /// A checkpoint committed (a transaction, or an offset commit).
-    CheckpointCommitted,
+    /// A checkpoint committed (a transaction, or an offset commit); `took`
+    /// from the first output delivery wait to the commit's answer.
+    CheckpointCommitted { took: std::time::Duration },
     /// A checkpoint failed; the stage aborts and rewinds (or stops).
     CheckpointAborted,
     /// The producer reported a record it could not deliver.

@@ -107,6 +107,7 @@ impl<H: Handler> Inner<H> {
             e.set_metadata(checkpoint.metadata.as_str());
         }
         let timeout = Duration::from_secs(60);
+        let started = Instant::now();
         let res = match self.settings.guarantee {
             Guarantee::ExactlyOnce => self.commit_transaction(consumer, &tpl, timeout),
             Guarantee::AtLeastOnce => self.commit_flushed(consumer, &tpl, timeout),
@@ -115,7 +116,9 @@ impl<H: Handler> Inner<H> {
             Ok(()) => {
                 self.dirty = false;
                 self.rewinds_without_progress = 0;
-                self.observer.observe(StageEvent::CheckpointCommitted);
+                self.observer.observe(StageEvent::CheckpointCommitted {
+                    took: started.elapsed(),
+                });
                 debug!(
                     stage = self.settings.name,
                     partitions = offsets.len(),

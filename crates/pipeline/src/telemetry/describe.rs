@@ -5,7 +5,7 @@
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
-use super::WINDOW_CLOSE_LATENCY;
+use super::{CHECKPOINT_DURATION, WINDOW_CLOSE_LATENCY};
 
 /// HELP texts of every metric rampart exports.
 pub(crate) fn describe_all() {
@@ -178,6 +178,11 @@ pub(crate) fn describe_all() {
         "rampart_checkpoint_commits_total",
         Unit::Count,
         "Checkpoints committed (a Kafka transaction with exactly-once, an offset commit with at-least-once)."
+    );
+    describe_histogram!(
+        CHECKPOINT_DURATION,
+        Unit::Seconds,
+        "Per committed checkpoint, by stage: waiting for the delivery of the output still in flight, then sending the offsets and committing the transaction (exactly-once) or committing the offsets (at-least-once). The stage thread reads nothing meanwhile, and the output becomes visible to read_committed readers at its end."
     );
     describe_counter!(
         "rampart_checkpoint_aborts_total",

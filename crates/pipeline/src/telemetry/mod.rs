@@ -52,6 +52,13 @@ pub const WINDOW_CLOSE_LATENCY: &str = "rampart_window_close_latency_seconds";
 const WINDOW_CLOSE_LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
+/// Name of the histogram of committed checkpoints' durations, by stage.
+pub const CHECKPOINT_DURATION: &str = "rampart_checkpoint_duration_seconds";
+/// Buckets of [`CHECKPOINT_DURATION`] (seconds): a commit takes milliseconds,
+/// its output's delivery tens to hundreds.
+const CHECKPOINT_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 /// Countries with their own `origin_country` label; the rest count as `other`.
 pub const TOP_COUNTRIES: usize = 20;
 /// Distinct sector labels; sectors beyond this count as `other`.
@@ -72,6 +79,10 @@ pub fn install_recorder() -> Result<PrometheusHandle, MetricsError> {
         .set_buckets_for_metric(
             Matcher::Full(WINDOW_CLOSE_LATENCY.into()),
             WINDOW_CLOSE_LATENCY_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(CHECKPOINT_DURATION.into()),
+            CHECKPOINT_DURATION_BUCKETS,
         )?
         .install_recorder()?;
     describe::describe_all();

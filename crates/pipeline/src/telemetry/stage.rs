@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
-use super::{lock, now_ms};
+use super::{CHECKPOINT_DURATION, lock, now_ms};
 use crate::health::{self, StageStatus};
 use crate::observer::{StageEvent, StageObserver};
 
@@ -21,6 +21,7 @@ pub(crate) struct StageTelemetry {
     input_topics: Vec<Arc<str>>,
     lag_gauges: Mutex<BTreeMap<(Arc<str>, i32), Gauge>>,
     commits: Counter,
+    commit_duration: Histogram,
     aborts: Counter,
     rebalances: Counter,
     delivery_failed_errors: Counter,
@@ -43,6 +44,7 @@ impl StageTelemetry {
             input_topics: input_topics.iter().map(|&t| t.into()).collect(),
             lag_gauges: Mutex::new(BTreeMap::new()),
             commits: counter!("rampart_checkpoint_commits_total", "stage" => name),
+            commit_duration: histogram!(CHECKPOINT_DURATION, "stage" => name),
             aborts: counter!("rampart_checkpoint_aborts_total", "stage" => name),
             rebalances: counter!("rampart_rebalances_total", "stage" => name),
             delivery_failed_errors: counter!("rampart_errors_total", "stage" => name, "error_type" => "delivery_failed"),
@@ -101,7 +103,10 @@ impl StageObserver for StageTelemetry {
             StageEvent::Rebalance => self.rebalances.increment(1),
             StageEvent::PartitionsAssigned { count } => self.status.partitions_assigned(count),
             StageEvent::PartitionsRevoked { count } => self.status.partitions_revoked(count),
-            StageEvent::CheckpointCommitted => self.commits.increment(1),
+            StageEvent::CheckpointCommitted { took } => {
+                self.commits.increment(1);
+                self.commit_duration.record(took.as_secs_f64());
+            }
             StageEvent::CheckpointAborted => {
                 self.aborts.increment(1);
                 self.checkpoint_aborted_errors.increment(1);
