@@ -5,6 +5,7 @@
 //! assignment until every message of the topic has been read (rampart: and
 //! processed), so the ratio isolates rampart's own cost.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -254,75 +255,19 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
         _ if threads == 1 => format!("{g}, 1 ingest thread"),
         _ => format!("{g}, {threads} ingest threads"),
     };
+    let base = DrainBase {
+        args: &args,
+        brokers: &brokers,
+        topic: &topic,
+        client: &client,
+        databases: [&country, &asn, &sectors],
+    };
     let mut results = Vec::new();
     for &(g, threads) in &runs {
         let name = label(g, threads);
         let mut attempt = 0;
         let (mut settings, drained) = loop {
-            let run_id = format!("{run_id}-{threads}-{attempt}");
-            let env = vec![
-                ("RAMPART_KAFKA__BROKERS".to_string(), brokers.clone()),
-                (
-                    "RAMPART_KAFKA__INGEST_GROUP".to_string(),
-                    format!("tp-ingest-{g}-{run_id}"),
-                ),
-                (
-                    "RAMPART_KAFKA__MERGE_GROUP".to_string(),
-                    format!("tp-merge-{g}-{run_id}"),
-                ),
-                ("RAMPART_TOPICS__INPUT".to_string(), topic.clone()),
-                (
-                    "RAMPART_TOPICS__PARTIALS".to_string(),
-                    format!("tp-partials-{g}-{run_id}"),
-                ),
-                (
-                    "RAMPART_TOPICS__ROLLUPS".to_string(),
-                    format!("tp-rollups-{g}-{run_id}"),
-                ),
-                (
-                    "RAMPART_TOPICS__DLQ".to_string(),
-                    format!("tp-dlq-{g}-{run_id}"),
-                ),
-                (
-                    "RAMPART_ENRICH__COUNTRY_DB".to_string(),
-                    country.display().to_string(),
-                ),
-                (
-                    "RAMPART_ENRICH__ASN_DB".to_string(),
-                    asn.display().to_string(),
-                ),
-                (
-                    "RAMPART_ENRICH__SECTORS".to_string(),
-                    sectors.display().to_string(),
-                ),
-                ("RAMPART_PROCESSING__GUARANTEE".to_string(), g.to_string()),
-                ("RAMPART_METRICS__LISTEN".to_string(), String::new()),
-                (
-                    "RAMPART_PROCESSING__INGEST_THREADS".to_string(),
-                    threads.to_string(),
-                ),
-                (
-                    "RAMPART_KEYS__PUBLISH_TOP".to_string(),
-                    args.publish_top.to_string(),
-                ),
-                (
-                    "RAMPART_KEYS__PREFIX_CELLS".to_string(),
-                    args.prefix_cells.to_string(),
-                ),
-            ];
-            let mut env = env;
-            if let Some(budget) = &args.memory_budget {
-                env.push((
-                    "RAMPART_PROCESSING__MEMORY_BUDGET".to_string(),
-                    budget.clone(),
-                ));
-            }
-            let mut settings =
-                rampart_pipeline::config::load(None, env).map_err(|e| anyhow::anyhow!("{e}"))?;
-            settings.raw.kafka.client = client.clone();
-            if let Some(input) = settings.inputs.first_mut() {
-                input.format = args.format;
-            }
+            let settings = base.settings(g, threads, &format!("{run_id}-{threads}-{attempt}"))?;
             eprintln!("rampart ({name}) draining the topic...");
             let drained = drain(&settings, stats.records)?;
             if drained.rewinds == 0 {
@@ -333,11 +278,11 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
             anyhow::ensure!(
                 attempt == 0,
                 "rampart ({name}): checkpoints failed and rewound in two drains in a row (see the \
-             log above); no figure to report"
+                 log above); no figure to report"
             );
             eprintln!(
                 "rampart ({name}): {} checkpoint(s) failed and rewound (see the log above), so the \
-             drain's counts include replayed input; draining again into fresh groups and topics",
+                 drain's counts include replayed input; draining again into fresh groups and topics",
                 drained.rewinds
             );
             attempt += 1;
@@ -424,6 +369,69 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// This process's resident set size in bytes (Linux), 0 where unknown.
+/// What every drain of a run shares: the topic it reads, the databases it
+/// enriches from, the command's options.
+struct DrainBase<'a> {
+    args: &'a ThroughputArgs,
+    brokers: &'a str,
+    topic: &'a str,
+    client: &'a rampart_kafka::Overrides,
+    /// Country and ASN MMDB files, the sector table.
+    databases: [&'a Path; 3],
+}
+
+impl DrainBase<'_> {
+    /// The settings of one drain: guarantee `g`, `threads` ingest threads,
+    /// consumer groups and output topics of its own (named after `id`).
+    fn settings(
+        &self,
+        g: &str,
+        threads: usize,
+        id: &str,
+    ) -> anyhow::Result<rampart_pipeline::config::Settings> {
+        let [country, asn, sectors] = self.databases.map(|p| p.display().to_string());
+        let mut env: Vec<(String, String)> = [
+            ("RAMPART_KAFKA__BROKERS", self.brokers.to_string()),
+            ("RAMPART_KAFKA__INGEST_GROUP", format!("tp-ingest-{g}-{id}")),
+            ("RAMPART_KAFKA__MERGE_GROUP", format!("tp-merge-{g}-{id}")),
+            ("RAMPART_TOPICS__INPUT", self.topic.to_string()),
+            ("RAMPART_TOPICS__PARTIALS", format!("tp-partials-{g}-{id}")),
+            ("RAMPART_TOPICS__ROLLUPS", format!("tp-rollups-{g}-{id}")),
+            ("RAMPART_TOPICS__DLQ", format!("tp-dlq-{g}-{id}")),
+            ("RAMPART_ENRICH__COUNTRY_DB", country),
+            ("RAMPART_ENRICH__ASN_DB", asn),
+            ("RAMPART_ENRICH__SECTORS", sectors),
+            ("RAMPART_PROCESSING__GUARANTEE", g.to_string()),
+            ("RAMPART_METRICS__LISTEN", String::new()),
+            ("RAMPART_PROCESSING__INGEST_THREADS", threads.to_string()),
+            (
+                "RAMPART_KEYS__PUBLISH_TOP",
+                self.args.publish_top.to_string(),
+            ),
+            (
+                "RAMPART_KEYS__PREFIX_CELLS",
+                self.args.prefix_cells.to_string(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        if let Some(budget) = &self.args.memory_budget {
+            env.push((
+                "RAMPART_PROCESSING__MEMORY_BUDGET".to_string(),
+                budget.clone(),
+            ));
+        }
+        let mut settings =
+            rampart_pipeline::config::load(None, env).map_err(|e| anyhow::anyhow!("{e}"))?;
+        settings.raw.kafka.client = self.client.clone();
+        if let Some(input) = settings.inputs.first_mut() {
+            input.format = self.args.format;
+        }
+        Ok(settings)
+    }
+}
+
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
