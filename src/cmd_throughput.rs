@@ -368,7 +368,6 @@ pub fn run(args: ThroughputArgs) -> anyhow::Result<()> {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// This process's resident set size in bytes (Linux), 0 where unknown.
 /// What every drain of a run shares: the topic it reads, the databases it
 /// enriches from, the command's options.
 struct DrainBase<'a> {
@@ -432,6 +431,7 @@ impl DrainBase<'_> {
     }
 }
 
+/// This process's resident set size in bytes (Linux), 0 where unknown.
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -21,7 +21,7 @@ pub(crate) enum StageEvent<'a> {
     /// `count` input partitions were taken from this member.
     PartitionsRevoked { count: u64 },
     /// A checkpoint committed (a transaction, or an offset commit); `took`
-    /// from the first output delivery wait to the commit's answer.
+    /// is the whole commit, the delivery of the output in flight included.
     CheckpointCommitted { took: std::time::Duration },
     /// A checkpoint failed; the stage aborts and rewinds (or stops).
     CheckpointAborted,
