@@ -577,7 +577,13 @@ fn drain(settings: &rampart_pipeline::config::Settings, messages: u64) -> anyhow
             if assigned_at.is_none() && c.assigned.load(Ordering::Relaxed) > 0 {
                 assigned_at = Some(Instant::now());
             }
-            if c.messages.load(Ordering::Relaxed) >= messages {
+            // Input a thread read again after a handover (from the checkpoint
+            // its predecessor committed on revoke) is not progress.
+            let new = c
+                .messages
+                .load(Ordering::Relaxed)
+                .saturating_sub(c.replayed.load(Ordering::Relaxed));
+            if new >= messages {
                 break assigned_at.map(|t| t.elapsed().as_secs_f64());
             }
         }

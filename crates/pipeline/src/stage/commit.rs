@@ -116,12 +116,13 @@ impl<H: Handler> Inner<H> {
             Ok(()) => {
                 self.dirty = false;
                 self.rewinds_without_progress = 0;
-                self.observer.observe(StageEvent::CheckpointCommitted {
-                    took: started.elapsed(),
-                });
+                let took = started.elapsed();
+                self.observer
+                    .observe(StageEvent::CheckpointCommitted { took });
                 debug!(
                     stage = self.settings.name,
                     partitions = offsets.len(),
+                    took_ms = took.as_millis() as u64,
                     "checkpoint committed"
                 );
             }

@@ -171,6 +171,10 @@ pub struct StageCounters {
     /// Rewinds to the last committed checkpoint (after a failed checkpoint
     /// or produce): `messages` then counts the replayed input again.
     pub rewinds: AtomicU64,
+    /// Of `messages`, those below the offset committed when their partition
+    /// was last started: input read again to rebuild state (after a restart,
+    /// a handover, or a rewind), not new input.
+    pub replayed: AtomicU64,
 }
 
 struct Inner<H: Handler> {
@@ -186,6 +190,9 @@ struct Inner<H: Handler> {
     fatal: Option<StageError>,
     /// Where each assigned partition was last started (assign or rewind).
     starts: BTreeMap<i32, i64>,
+    /// The committed offset each assigned partition was last started from:
+    /// input below it is a replay (`StageCounters::replayed`).
+    replay_until: BTreeMap<i32, i64>,
     /// Rewinds since the last committed checkpoint, and why the last one came.
     rewinds_without_progress: u32,
     last_failure: Option<String>,
@@ -318,6 +325,7 @@ impl<H: Handler> Stage<H> {
             needs_rewind: false,
             fatal: None,
             starts: BTreeMap::new(),
+            replay_until: BTreeMap::new(),
             rewinds_without_progress: 0,
             last_failure: None,
             message_max_bytes: settings
@@ -391,6 +399,13 @@ impl<H: Handler> Stage<H> {
                     inner.send(&mut out);
                     // After the work (a closing message closes its window in
                     // `process`), so a drain timed by it includes the work.
+                    if inner
+                        .replay_until
+                        .get(&msg.partition())
+                        .is_some_and(|&until| msg.offset() < until)
+                    {
+                        inner.counters.replayed.fetch_add(1, Ordering::Relaxed);
+                    }
                     inner.counters.messages.fetch_add(1, Ordering::Relaxed);
                 }
                 Some(Err(e)) => match consumer_error::classify(&e) {

@@ -100,6 +100,7 @@ impl<H: Handler> ConsumerContext for StageCtx<H> {
                 for p in &parts {
                     inner.handler.revoke(*p);
                     inner.starts.remove(p);
+                    inner.replay_until.remove(p);
                 }
                 let count = tpl.count() as u64;
                 inner.counters.assigned.fetch_sub(count, Ordering::Relaxed);
@@ -139,6 +140,10 @@ impl<H: Handler> Inner<H> {
             Offset::Offset(offset) => Some((offset, e.metadata())),
             _ => None,
         });
+        match committed {
+            Some((offset, _)) => self.replay_until.insert(partition, offset),
+            None => self.replay_until.remove(&partition),
+        };
         match self.handler.assign(partition, committed) {
             Ok(start) => {
                 if let Some(offset) = start.fetch_from {
