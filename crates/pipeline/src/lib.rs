@@ -328,6 +328,12 @@ pub fn run(
     };
     let mut threads = Vec::new();
     let mut counters = RunCounters::default();
+    let publish = |counters: &RunCounters| {
+        if let Some(out) = counters_out {
+            *out.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = counters.clone();
+        }
+    };
     if matches!(role, Role::Both | Role::Ingest) {
         let mut enricher = Enrichment::open_with(
             cfg.enrich.country_db.as_deref(),
@@ -450,6 +456,10 @@ pub fn run(
             );
         }
         counters.ingest = Some(shared);
+        // Before the ingest starts: the merge's stages are built after it
+        // (init_transactions, ~0.5 s), and a caller timing the ingest by its
+        // counters must see its first assignment.
+        publish(&counters);
         // Every ingest stage is built (its transactions initialised) before
         // any joins its group: see `Stage::run`.
         for (name, stage) in ingest_stages {
@@ -508,10 +518,7 @@ pub fn run(
             threads.push(spawn_stage(name, stage, shutdown.clone()));
         }
     }
-    if let Some(out) = counters_out {
-        *out.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = counters;
-    }
+    publish(&counters);
     let mut first_err = None;
     for t in threads {
         let res = match t {
